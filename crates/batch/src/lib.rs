@@ -1,0 +1,6 @@
+//! The batch reader: fixed-size batches, leases, acknowledgements and the ack barrier.
+//!
+//! **Not built yet.** This crate is an empty placeholder in the workspace so that the crate
+//! graph of `docs/architecture.md` is visible from the start; it exports nothing. Its work is
+//! tracked in issue 4.
+#![deny(missing_docs)]

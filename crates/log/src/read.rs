@@ -1,0 +1,336 @@
+//! Reading: the [`ReadBatch`] a read returns, the owned [`Event`], and the loop that reads a
+//! segment's frames from disk, checks every CRC and hands whole frames to a visitor.
+//!
+//! A read batch keeps the log's own checked frames as shared bytes ([`bytes::Bytes`]) and
+//! decodes events from them on demand, so reading copies each byte once (from the page cache)
+//! and never re-encodes. Frames can be passed on as they are (the node ships them to clients,
+//! which check the same CRC).
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::format::{self, EventView, FrameEvents, FrameHeader, FRAME_HEADER_LEN};
+use crate::storage::StorageFile;
+
+/// Bytes read by the first call of a read; doubled per call up to [`READ_CHUNK_BYTES_MAX`].
+const READ_CHUNK_BYTES_MIN: usize = 128 << 10;
+/// The largest single read.
+const READ_CHUNK_BYTES_MAX: usize = 8 << 20;
+
+/// One event, owning (shared) bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The event's offset in its partition.
+    pub offset: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The key, if any.
+    pub key: Option<Bytes>,
+    /// Headers in their original order.
+    pub headers: Vec<(String, Bytes)>,
+    /// The value.
+    pub value: Bytes,
+}
+
+/// A checked frame: exactly one frame's bytes, whose CRC and structure have been verified.
+#[derive(Debug, Clone)]
+pub struct CheckedFrame {
+    /// The frame's bytes, exactly as stored in the segment (see `docs/format.md`).
+    pub bytes: Bytes,
+    /// The frame's header.
+    pub header: FrameHeader,
+}
+
+impl CheckedFrame {
+    /// Checks `bytes` as exactly one frame.
+    ///
+    /// # Errors
+    /// The first problem found ([`format::DecodeError`]).
+    pub fn new(bytes: Bytes) -> std::result::Result<CheckedFrame, format::DecodeError> {
+        let header = format::check_frame(&bytes)?;
+        if header.frame_len as usize != bytes.len() {
+            return Err(format::DecodeError::Invalid("bytes after the frame"));
+        }
+        Ok(CheckedFrame { bytes, header })
+    }
+
+    /// The frame's events.
+    pub fn events(&self) -> FrameEvents<'_> {
+        FrameEvents::new(&self.bytes, &self.header)
+    }
+}
+
+/// Why a read stopped where it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// It holds `max_events` events.
+    Full,
+    /// The next event would have gone over `max_bytes`.
+    ByteLimit,
+    /// It reached the end of what readers may see.
+    EndOfLog,
+}
+
+/// Events read from one partition: consecutive offsets from [`ReadBatch::first_offset`].
+#[derive(Debug, Clone)]
+pub struct ReadBatch {
+    frames: Vec<CheckedFrame>,
+    first_offset: u64,
+    len: usize,
+    event_bytes: usize,
+    end: ReadEnd,
+}
+
+impl ReadBatch {
+    /// The number of events.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the read found no event.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The offset of the first event (the offset asked for).
+    pub fn first_offset(&self) -> u64 {
+        self.first_offset
+    }
+
+    /// The offset after the last event: where the next read should start.
+    pub fn next_offset(&self) -> u64 {
+        self.first_offset + self.len as u64
+    }
+
+    /// Encoded bytes of the events (as counted against `max_bytes`).
+    pub fn event_bytes(&self) -> usize {
+        self.event_bytes
+    }
+
+    /// Why the read stopped.
+    pub fn end(&self) -> ReadEnd {
+        self.end
+    }
+
+    /// The checked frames the events come from. The first and last frame may hold events
+    /// outside `first_offset..next_offset`; skip those.
+    pub fn frames(&self) -> &[CheckedFrame] {
+        &self.frames
+    }
+
+    /// The events, borrowing the batch's bytes.
+    pub fn iter(&self) -> impl Iterator<Item = EventView<'_>> + '_ {
+        let first = self.first_offset;
+        self.frames
+            .iter()
+            .flat_map(CheckedFrame::events)
+            .skip_while(move |event| event.offset < first)
+            .take(self.len)
+    }
+
+    /// The events as owned values sharing the batch's bytes (no copy of keys and values).
+    pub fn events(&self) -> Vec<Event> {
+        let first = self.first_offset;
+        let mut out = Vec::with_capacity(self.len);
+        for frame in &self.frames {
+            for event in frame.events().skip_while(|event| event.offset < first) {
+                if out.len() == self.len {
+                    return out;
+                }
+                out.push(Event {
+                    offset: event.offset,
+                    timestamp_ms: event.timestamp_ms,
+                    key: event.key.map(|key| frame.bytes.slice_ref(key)),
+                    headers: event
+                        .headers()
+                        .map(|header| {
+                            (header.name.to_string(), frame.bytes.slice_ref(header.value))
+                        })
+                        .collect(),
+                    value: frame.bytes.slice_ref(event.value),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Gathers frames for a read until `max_events` events or `max_bytes` bytes.
+#[derive(Debug)]
+pub(crate) struct Collector {
+    from: u64,
+    events_max: usize,
+    bytes_max: usize,
+    frames: Vec<CheckedFrame>,
+    len: usize,
+    event_bytes: usize,
+    end: ReadEnd,
+}
+
+impl Collector {
+    pub(crate) fn new(from: u64, events_max: usize, bytes_max: usize) -> Self {
+        Collector {
+            from,
+            events_max,
+            bytes_max,
+            frames: Vec::new(),
+            len: 0,
+            event_bytes: 0,
+            end: if events_max == 0 {
+                ReadEnd::Full
+            } else {
+                ReadEnd::EndOfLog
+            },
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.end != ReadEnd::EndOfLog
+    }
+
+    /// The next offset the read wants.
+    pub(crate) fn next_offset(&self) -> u64 {
+        self.from + self.len as u64
+    }
+
+    /// Takes what the read wants of one checked frame.
+    pub(crate) fn offer(&mut self, frame: CheckedFrame) {
+        let wanted = self.next_offset();
+        if self.is_done() || frame.header.end_offset() <= wanted {
+            return;
+        }
+        let count = frame.header.event_count as usize;
+        let body_bytes = frame.header.frame_len as usize - FRAME_HEADER_LEN;
+        let mut taken = 0usize;
+        if frame.header.base_offset == wanted
+            && self.len + count <= self.events_max
+            && (self.event_bytes + body_bytes <= self.bytes_max || self.len == 0 && count == 1)
+        {
+            // Fast path: the whole frame fits.
+            taken = count;
+            self.len += count;
+            self.event_bytes += body_bytes;
+        } else {
+            for event in frame.events().skip_while(|event| event.offset < wanted) {
+                let size = event.encoded_len();
+                if self.len > 0 && self.event_bytes + size > self.bytes_max {
+                    self.end = ReadEnd::ByteLimit;
+                    break;
+                }
+                taken += 1;
+                self.len += 1;
+                self.event_bytes += size;
+                if self.len == self.events_max {
+                    break;
+                }
+            }
+        }
+        if self.len == self.events_max {
+            self.end = ReadEnd::Full;
+        } else if self.event_bytes >= self.bytes_max {
+            self.end = ReadEnd::ByteLimit;
+        }
+        if taken > 0 {
+            self.frames.push(frame);
+        }
+    }
+
+    pub(crate) fn finish(self) -> ReadBatch {
+        ReadBatch {
+            frames: self.frames,
+            first_offset: self.from,
+            len: self.len,
+            event_bytes: self.event_bytes,
+            end: self.end,
+        }
+    }
+}
+
+/// Reads the frames of a segment from `position` (where the frame starting at `first_offset`
+/// begins) up to `limit`, checking each, and hands them to `visit` until it returns false.
+/// Returns the position after the last frame visited.
+///
+/// # Errors
+/// I/O errors, and [`Error::Corrupt`] for any frame that fails its checks: everything below
+/// `limit` was acknowledged, so damage there is never a torn tail.
+pub(crate) fn read_frames(
+    file: &dyn StorageFile,
+    path: &Path,
+    mut position: u64,
+    first_offset: u64,
+    limit: u64,
+    mut visit: impl FnMut(CheckedFrame) -> bool,
+) -> Result<u64> {
+    let mut chunk = READ_CHUNK_BYTES_MIN;
+    let mut expected_offset = first_offset;
+    while position < limit {
+        let len = (chunk as u64).min(limit - position) as usize;
+        let mut buffer = vec![0u8; len];
+        let read = file
+            .read_at(&mut buffer, position)
+            .map_err(|e| Error::io("read segment", path, e))?;
+        if read < len {
+            return Err(Error::corrupt(
+                path,
+                position + read as u64,
+                "the segment ends before its acknowledged end",
+            ));
+        }
+        let bytes = Bytes::from(buffer);
+        let mut at = 0usize;
+        let mut stop = false;
+        while at < len {
+            let frame_len = match format::peek_frame_len(&bytes[at..]) {
+                Ok(Some(frame_len)) => frame_len as usize,
+                Ok(None) if at > 0 => break,
+                Ok(None) => {
+                    return Err(Error::corrupt(
+                        path,
+                        position,
+                        "a partial frame header before the acknowledged end",
+                    ))
+                }
+                Err(error) => return Err(Error::decode(path, position + at as u64, error)),
+            };
+            if at + frame_len > len {
+                if at == 0 {
+                    if position + frame_len as u64 > limit {
+                        return Err(Error::corrupt(
+                            path,
+                            position,
+                            "a frame runs past the acknowledged end",
+                        ));
+                    }
+                    chunk = chunk.max(frame_len);
+                }
+                break;
+            }
+            let frame = CheckedFrame::new(bytes.slice(at..at + frame_len))
+                .map_err(|error| Error::decode(path, position + at as u64, error))?;
+            if frame.header.base_offset != expected_offset {
+                return Err(Error::corrupt(
+                    path,
+                    position + at as u64,
+                    format!(
+                        "frame starts at offset {}, expected {expected_offset}",
+                        frame.header.base_offset
+                    ),
+                ));
+            }
+            expected_offset = frame.header.end_offset();
+            at += frame_len;
+            if !visit(frame) {
+                stop = true;
+                break;
+            }
+        }
+        position += at as u64;
+        if stop {
+            break;
+        }
+        chunk = (chunk * 2).min(READ_CHUNK_BYTES_MAX).max(chunk);
+    }
+    Ok(position)
+}

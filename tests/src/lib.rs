@@ -1,0 +1,1 @@
+//! Shared helpers for weir's cross-crate tests. The tests themselves live in `tests/tests/`.
