@@ -563,6 +563,8 @@ impl Log {
 
     /// Records that everything up to `end` is durable and shows it to readers.
     fn mark_durable(&self, end: EndPoint) {
+        // Visible first: an appender woken below must find its events readable.
+        self.publish(end);
         {
             let mut sync = lock(&self.inner.sync);
             if end.is_after(&sync.durable) {
@@ -571,7 +573,6 @@ impl Log {
             sync.last_sync_ms = self.inner.clock.now_ms();
         }
         self.inner.sync_done.notify_all();
-        self.publish(end);
     }
 
     /// Lets readers see up to `end`, if that is further than they see now.
@@ -880,6 +881,11 @@ impl Log {
                 start_offset: start,
                 ..RetentionReport::default()
             });
+        }
+        // The new start must never pass the durable end (under a lossy policy the events below
+        // `offset` may not be synced yet), or a power cut could leave a start past the end.
+        if offset > lock(&inner.sync).durable.next_offset {
+            self.sync()?;
         }
         let victims: Vec<(Arc<Segment>, u64)> = self
             .sealed_segments()
@@ -1427,6 +1433,16 @@ impl Opener<'_> {
         active.set_file(file.clone());
         active.set_summary(summary);
 
+        if start_offset > end.next_offset {
+            return Err(Error::corrupt(
+                &active.path,
+                end.position,
+                format!(
+                    "the log ends at offset {} but its checkpoint says it starts at {start_offset}",
+                    end.next_offset
+                ),
+            ));
+        }
         let new_checkpoint = Checkpoint {
             start_offset,
             segment_base_offset: active_base,

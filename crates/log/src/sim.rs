@@ -26,8 +26,8 @@ pub enum CrashMode {
     /// Only what was synced survives.
     DropUnsynced,
     /// Each unsynced write independently survives or not (so later writes may survive while
-    /// earlier ones are lost), and a surviving write may be torn: cut at a 512-byte sector
-    /// boundary, with the rest left as zeros or garbage.
+    /// earlier ones are lost), and a surviving write may be torn (one in two): cut at a
+    /// 512-byte sector boundary, with the rest left as zeros or garbage.
     Scramble {
         /// Seed for the choices; the same seed gives the same image.
         seed: u64,
@@ -61,6 +61,8 @@ struct State {
     failures: u64,
     lying_sync: bool,
     lying_dir_sync: bool,
+    crash_at: Option<(u64, CrashMode)>,
+    crash_image: Option<Box<State>>,
 }
 
 /// An in-memory, fault-injecting [`Storage`]. Cloning gives another handle to the same state.
@@ -128,56 +130,27 @@ impl SimStorage {
     /// `self`; the returned storage is independent and has no locks held.
     pub fn power_cut(&self, mode: CrashMode) -> SimStorage {
         let state = self.lock_state();
-        let mut rng = match mode {
-            CrashMode::DropUnsynced => None,
-            CrashMode::Scramble { seed } => Some(SplitMix64::new(seed)),
-        };
-        let mut files = HashMap::new();
-        for (&id, file) in &state.files {
-            let mut image = file.durable.clone();
-            if let Some(rng) = rng.as_mut() {
-                for op in &file.pending {
-                    if rng.below(2) == 0 {
-                        continue; // this unsynced operation never reached the disk
-                    }
-                    match op {
-                        PendingOp::SetLen(len) => image.resize(*len as usize, 0),
-                        PendingOp::Write { position, bytes } => {
-                            let mut bytes = bytes.clone();
-                            if rng.below(3) == 0 && !bytes.is_empty() {
-                                // Torn: a sector-aligned prefix made it, the rest is zeros or garbage.
-                                let sectors = bytes.len().div_ceil(512) as u64;
-                                let kept = (rng.below(sectors) * 512) as usize;
-                                let garbage = rng.below(2) == 0;
-                                for byte in bytes.iter_mut().skip(kept) {
-                                    *byte = if garbage { rng.next() as u8 } else { 0 };
-                                }
-                            }
-                            write_into(&mut image, *position, &bytes);
-                        }
-                    }
-                }
-            }
-            files.insert(
-                id,
-                FileState {
-                    live: image.clone(),
-                    durable: image,
-                    pending: Vec::new(),
-                },
-            );
-        }
-        let dirs = state.dirs_durable.clone();
-        let new_state = State {
-            files,
-            next_id: state.next_id,
-            dirs_live: dirs.clone(),
-            dirs_durable: dirs,
-            ..State::default()
-        };
-        SimStorage {
-            state: Arc::new(Mutex::new(new_state)),
-        }
+        SimStorage { state: Arc::new(Mutex::new(crash_image(&state, mode))) }
+    }
+
+    /// Takes a power-cut image (as [`SimStorage::power_cut`]) just before the `n`th storage
+    /// call from now runs, wherever the caller is at that moment; fetch it with
+    /// [`SimStorage::take_crash_image`].
+    pub fn crash_at_call(&self, n: u64, mode: CrashMode) {
+        let mut state = self.lock_state();
+        state.crash_at = Some((state.calls + n, mode));
+        state.crash_image = None;
+    }
+
+    /// True once the image asked for by [`SimStorage::crash_at_call`] was taken.
+    pub fn has_crash_image(&self) -> bool {
+        self.lock_state().crash_image.is_some()
+    }
+
+    /// The image taken by [`SimStorage::crash_at_call`], if that call was reached.
+    pub fn take_crash_image(&self) -> Option<SimStorage> {
+        let image = self.lock_state().crash_image.take()?;
+        Some(SimStorage { state: Arc::new(Mutex::new(*image)) })
     }
 
     /// The live bytes of the file at `path` (test inspection).
@@ -209,6 +182,12 @@ impl SimStorage {
     /// Counts a call and returns the injected failure for it, if this is the failing call.
     fn tick(state: &mut State) -> Option<u64> {
         state.calls += 1;
+        if let Some((at, mode)) = state.crash_at {
+            if at == state.calls {
+                state.crash_image = Some(Box::new(crash_image(state, mode)));
+                state.crash_at = None;
+            }
+        }
         if state.fail_at == Some(state.calls) {
             state.failures += 1;
             Some(state.calls)
@@ -224,6 +203,44 @@ impl SimStorage {
             None => Ok(state),
         }
     }
+}
+
+/// The state a power cut leaves behind (see [`CrashMode`]).
+fn crash_image(state: &State, mode: CrashMode) -> State {
+    let mut rng = match mode {
+        CrashMode::DropUnsynced => None,
+        CrashMode::Scramble { seed } => Some(SplitMix64::new(seed)),
+    };
+    let mut files = HashMap::new();
+    for (&id, file) in &state.files {
+        let mut image = file.durable.clone();
+        if let Some(rng) = rng.as_mut() {
+            for op in &file.pending {
+                if rng.below(2) == 0 {
+                    continue; // this unsynced operation never reached the disk
+                }
+                match op {
+                    PendingOp::SetLen(len) => image.resize(*len as usize, 0),
+                    PendingOp::Write { position, bytes } => {
+                        let mut bytes = bytes.clone();
+                        if rng.below(2) == 0 && !bytes.is_empty() {
+                            // Torn: a sector-aligned prefix made it, the rest is zeros or garbage.
+                            let sectors = bytes.len().div_ceil(512) as u64;
+                            let kept = (rng.below(sectors) * 512) as usize;
+                            let garbage = rng.below(2) == 0;
+                            for byte in bytes.iter_mut().skip(kept) {
+                                *byte = if garbage { rng.next() as u8 } else { 0 };
+                            }
+                        }
+                        write_into(&mut image, *position, &bytes);
+                    }
+                }
+            }
+        }
+        files.insert(id, FileState { live: image.clone(), durable: image, pending: Vec::new() });
+    }
+    let dirs = state.dirs_durable.clone();
+    State { files, next_id: state.next_id, dirs_live: dirs.clone(), dirs_durable: dirs, ..State::default() }
 }
 
 fn write_into(image: &mut Vec<u8>, position: u64, bytes: &[u8]) {

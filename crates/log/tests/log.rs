@@ -1,0 +1,423 @@
+//! Behaviour of the log through its public API: appends, reads, limits, rolling, time lookups,
+//! retention, reopen, waiting, locking and fail-stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_log::sim::SimStorage;
+use weir_log::{AppendEvent, Error, Header, Log, LogConfig, ManualClock, ReadEnd, SyncPolicy};
+
+fn small_config() -> LogConfig {
+    let mut config = LogConfig::default();
+    config.segment_bytes_max = 4096;
+    config.index_interval_bytes = 256;
+    config
+}
+
+fn sim_log(storage: &SimStorage, clock: &ManualClock, config: LogConfig) -> Log {
+    Log::open_with("/data/p0", config, Arc::new(storage.clone()), Arc::new(clock.clone())).expect("open")
+}
+
+fn values(log: &Log, from: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
+    let batch = log.read(from, max, usize::MAX).expect("read");
+    batch.iter().map(|event| (event.offset, event.value.to_vec())).collect()
+}
+
+#[test]
+fn append_assigns_dense_offsets_and_reads_back_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert!(log.recovery_report().created);
+    let headers = [Header { name: "trace", value: b"abc" }, Header { name: "empty", value: b"" }];
+    let first = log
+        .append(&[
+            AppendEvent { timestamp_ms: Some(10), key: Some(b"k1"), headers: &headers, value: b"one" },
+            AppendEvent { timestamp_ms: Some(11), key: None, headers: &[], value: b"" },
+        ])
+        .unwrap();
+    assert_eq!(first, 0);
+    assert_eq!(log.append(&[AppendEvent::value(b"three")]).unwrap(), 2);
+    assert_eq!(log.end_offset(), 3);
+    let batch = log.read(0, 10, usize::MAX).unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(batch.end(), ReadEnd::EndOfLog);
+    let events = batch.events();
+    assert_eq!(events[0].offset, 0);
+    assert_eq!(events[0].timestamp_ms, 10);
+    assert_eq!(events[0].key.as_deref(), Some(&b"k1"[..]));
+    assert_eq!(events[0].headers.len(), 2);
+    assert_eq!(events[0].headers[0].0, "trace");
+    assert_eq!(&events[0].headers[0].1[..], b"abc");
+    assert_eq!(&events[0].value[..], b"one");
+    assert_eq!(events[1].key, None);
+    assert!(events[1].value.is_empty());
+    assert_eq!(&events[2].value[..], b"three");
+    assert!(events[2].timestamp_ms > 1_600_000_000_000, "stamped with the wall clock");
+    // Reading from the middle of a frame starts at the asked offset.
+    assert_eq!(values(&log, 1, 10), vec![(1, vec![]), (2, b"three".to_vec())]);
+    assert!(log.read(3, 10, usize::MAX).unwrap().is_empty());
+    assert!(matches!(log.read(4, 10, usize::MAX), Err(Error::OffsetOutOfRange { offset: 4, start: 0, end: 3 })));
+}
+
+#[test]
+fn limits_are_checked_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::default();
+    config.event_bytes_max = 100;
+    config.append_events_max = 3;
+    config.append_bytes_max = 250;
+    let log = Log::open(dir.path(), config).unwrap();
+    assert!(matches!(log.append(&[]), Err(Error::EmptyAppend)));
+    let big = [0u8; 200];
+    assert!(matches!(
+        log.append(&[AppendEvent::value(b"ok"), AppendEvent::value(&big)]),
+        Err(Error::EventTooLarge { index: 1, bytes: 218, bytes_max: 100 })
+    ));
+    let four = [AppendEvent::value(b"a"); 4];
+    assert!(matches!(log.append(&four), Err(Error::AppendTooLarge { what: "events", actual: 4, limit: 3, .. })));
+    let eighty = [0u8; 80];
+    let three = [AppendEvent::value(&eighty); 3];
+    assert!(matches!(log.append(&three), Err(Error::AppendTooLarge { what: "bytes", limit: 250, .. })));
+    assert_eq!(log.end_offset(), 0);
+    assert_eq!(log.append(&[AppendEvent::value(b"fine")]).unwrap(), 0);
+    assert_eq!(values(&log, 0, 10), vec![(0, b"fine".to_vec())]);
+}
+
+#[test]
+fn bad_config_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LogConfig::default();
+    config.segment_bytes_max = 10;
+    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "segment_bytes_max", .. })));
+    let mut config = LogConfig::default();
+    config.sync_policy = SyncPolicy::IntervalLossy { interval_ms: 0 };
+    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "sync_policy", .. })));
+    let mut config = LogConfig::default();
+    config.event_bytes_max = config.append_bytes_max;
+    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "event_bytes_max", .. })));
+}
+
+#[test]
+fn expected_offset_is_optimistic_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.append_expected(&[AppendEvent::value(b"a")], 0).unwrap(), 0);
+    let error = log.append_expected(&[AppendEvent::value(b"b")], 0).unwrap_err();
+    assert!(matches!(error, Error::UnexpectedOffset { expected: 0, actual: 1 }));
+    assert!(error.to_string().contains("ends at 1"), "{error}");
+    assert_eq!(log.append_expected(&[AppendEvent::value(b"b")], 1).unwrap(), 1);
+}
+
+#[test]
+fn max_events_and_max_bytes_bound_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let value = [7u8; 82]; // 100 encoded bytes per event
+    let events = [AppendEvent::value(&value); 10];
+    log.append(&events).unwrap();
+    let batch = log.read(0, 4, usize::MAX).unwrap();
+    assert_eq!((batch.len(), batch.end()), (4, ReadEnd::Full));
+    let batch = log.read(2, 100, 350).unwrap();
+    assert_eq!((batch.first_offset(), batch.len(), batch.end()), (2, 3, ReadEnd::ByteLimit));
+    assert_eq!(batch.event_bytes(), 300);
+    // At least one event even when it alone is over the byte limit.
+    let batch = log.read(5, 100, 10).unwrap();
+    assert_eq!((batch.first_offset(), batch.len()), (5, 1));
+    assert_eq!(log.read(3, 0, usize::MAX).unwrap().len(), 0);
+}
+
+#[test]
+fn segments_roll_by_size_and_reads_cross_them() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    let value = [1u8; 300];
+    for i in 0..100u64 {
+        let v = [&value[..], &i.to_le_bytes()].concat();
+        assert_eq!(log.append(&[AppendEvent::value(&v)]).unwrap(), i);
+    }
+    let stats = log.stats().unwrap();
+    assert!(stats.segments > 5, "expected several segments, got {}", stats.segments);
+    let all = values(&log, 0, 1000);
+    assert_eq!(all.len(), 100);
+    for (i, (offset, v)) in all.iter().enumerate() {
+        assert_eq!(*offset, i as u64);
+        assert_eq!(&v[300..], &(i as u64).to_le_bytes());
+    }
+    for from in [0, 13, 14, 50, 99] {
+        assert_eq!(values(&log, from, 1).first().map(|(o, _)| *o), Some(from));
+    }
+    let report = log.verify().unwrap();
+    assert_eq!(report.frames, 100);
+    assert_eq!(report.segments, stats.segments);
+}
+
+#[test]
+fn segments_roll_by_age() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let mut config = LogConfig::default();
+    config.segment_age_max_ms = Some(60_000);
+    let log = sim_log(&storage, &clock, config);
+    log.append(&[AppendEvent::value(b"a")]).unwrap();
+    clock.advance(59_999);
+    log.append(&[AppendEvent::value(b"b")]).unwrap();
+    assert_eq!(log.stats().unwrap().segments, 1);
+    clock.advance(1);
+    log.append(&[AppendEvent::value(b"c")]).unwrap();
+    assert_eq!(log.stats().unwrap().segments, 2);
+    assert_eq!(values(&log, 0, 10).len(), 3);
+}
+
+#[test]
+fn offset_for_time_finds_the_first_event_at_or_after() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    // Timestamps 0, 10, 20, ... but with one out-of-order event at offset 30 (ts 5).
+    for i in 0..200u64 {
+        let ts = if i == 30 { 5 } else { i * 10 };
+        let value = [0u8; 60];
+        log.append(&[AppendEvent { timestamp_ms: Some(ts), key: None, headers: &[], value: &value }]).unwrap();
+    }
+    assert!(log.stats().unwrap().segments > 2);
+    assert_eq!(log.offset_for_time(0).unwrap(), Some(0));
+    assert_eq!(log.offset_for_time(1).unwrap(), Some(1));
+    assert_eq!(log.offset_for_time(10).unwrap(), Some(1));
+    assert_eq!(log.offset_for_time(11).unwrap(), Some(2));
+    assert_eq!(log.offset_for_time(1234).unwrap(), Some(124));
+    assert_eq!(log.offset_for_time(1990).unwrap(), Some(199));
+    assert_eq!(log.offset_for_time(1991).unwrap(), None);
+    // Reopen (indexes loaded from files, sealed summaries lazily) gives the same answers.
+    log.close().unwrap();
+    drop(log);
+    let log = sim_log(&storage, &clock, small_config());
+    assert!(log.recovery_report().clean_shutdown);
+    assert_eq!(log.offset_for_time(1234).unwrap(), Some(124));
+    assert_eq!(log.offset_for_time(300).unwrap(), Some(30 + 1));
+}
+
+#[test]
+fn retention_removes_whole_sealed_segments_by_size_and_age() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000_000);
+    let mut config = small_config();
+    config.retention_bytes_max = Some(12_000);
+    let log = sim_log(&storage, &clock, config.clone());
+    let value = [0u8; 500];
+    for _ in 0..100 {
+        log.append(&[AppendEvent::value(&value)]).unwrap();
+    }
+    let stats = log.stats().unwrap();
+    assert!(stats.bytes <= 12_000 + 4096, "retention keeps the log near its limit: {stats:?}");
+    assert!(stats.start_offset > 0);
+    assert!(matches!(log.read(0, 1, usize::MAX), Err(Error::OffsetOutOfRange { offset: 0, .. })));
+    assert_eq!(values(&log, stats.start_offset, 1000).len() as u64, 100 - stats.start_offset);
+    log.close().unwrap();
+    drop(log);
+    // The start offset survives a reopen.
+    let log = sim_log(&storage, &clock, config);
+    assert_eq!(log.start_offset(), stats.start_offset);
+    drop(log);
+
+    let mut config = small_config();
+    config.retention_age_max_ms = Some(60_000);
+    let storage = SimStorage::new();
+    let log = sim_log(&storage, &clock, config);
+    for _ in 0..20 {
+        log.append(&[AppendEvent::value(&value)]).unwrap();
+    }
+    assert_eq!(log.apply_retention().unwrap().segments_removed.len(), 0);
+    clock.advance(60_001);
+    let report = log.apply_retention().unwrap();
+    assert!(!report.segments_removed.is_empty());
+    assert_eq!(log.start_offset(), report.start_offset);
+    // The active segment is never removed, so the newest events stay readable.
+    assert_eq!(values(&log, log.start_offset(), 100).last().map(|(o, _)| *o), Some(19));
+}
+
+#[test]
+fn truncate_before_moves_the_start_and_persists_it() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    let value = [0u8; 500];
+    for _ in 0..40 {
+        log.append(&[AppendEvent::value(&value)]).unwrap();
+    }
+    let segments_before = log.stats().unwrap().segments;
+    let report = log.truncate_before(25).unwrap();
+    assert_eq!(report.start_offset, 25);
+    assert!(!report.segments_removed.is_empty());
+    assert!(log.stats().unwrap().segments < segments_before);
+    assert!(matches!(log.read(24, 1, usize::MAX), Err(Error::OffsetOutOfRange { offset: 24, start: 25, .. })));
+    assert_eq!(values(&log, 25, 1)[0].0, 25);
+    assert_eq!(log.offset_for_time(0).unwrap(), Some(25));
+    assert!(matches!(log.truncate_before(41), Err(Error::OffsetOutOfRange { .. })));
+    drop(log);
+    let log = sim_log(&storage, &clock, small_config());
+    assert_eq!(log.start_offset(), 25);
+    assert_eq!(values(&log, 25, 100).len(), 15);
+}
+
+#[test]
+fn reopen_after_clean_close_skips_the_scan_and_continues() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    for i in 0..50u64 {
+        log.append(&[AppendEvent::value(&i.to_le_bytes())]).unwrap();
+    }
+    log.close().unwrap();
+    assert!(matches!(log.append(&[AppendEvent::value(b"x")]), Err(Error::Closed)));
+    drop(log);
+    let log = sim_log(&storage, &clock, small_config());
+    let report = log.recovery_report().clone();
+    assert!(report.clean_shutdown);
+    assert_eq!(report.segments_scanned, 0);
+    assert_eq!(report.end_offset, 50);
+    assert_eq!(log.append(&[AppendEvent::value(b"next")]).unwrap(), 50);
+    assert_eq!(values(&log, 0, 100).len(), 51);
+    // The marker is gone once the log is open: a crash now is not mistaken for a clean close.
+    let after_crash = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+    let log2 = Log::open_with("/data/p0", small_config(), Arc::new(after_crash), Arc::new(clock.clone())).unwrap();
+    assert!(!log2.recovery_report().clean_shutdown);
+    assert_eq!(log2.end_offset(), 51);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert!(matches!(Log::open(dir.path(), LogConfig::default()), Err(Error::Locked { .. })));
+    log.close().unwrap();
+    let again = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert!(again.recovery_report().clean_shutdown);
+}
+
+#[test]
+fn wait_for_blocks_until_the_event_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), LogConfig::default()).unwrap());
+    assert!(!log.wait_for(0, Duration::from_millis(20)).unwrap());
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            log.append(&[AppendEvent::value(b"late")]).unwrap()
+        })
+    };
+    assert!(log.wait_for(0, Duration::from_secs(10)).unwrap());
+    assert_eq!(writer.join().unwrap(), 0);
+    log.close().unwrap();
+    assert!(matches!(log.wait_for(5, Duration::from_secs(1)), Err(Error::Closed)));
+}
+
+#[test]
+fn wait_for_async_wakes_without_blocking_a_thread() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Wake, Waker};
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+    let waker = Waker::from(flag.clone());
+    let mut context = Context::from_waker(&waker);
+    let mut future = pin!(log.wait_for_async(0));
+    assert!(future.as_mut().poll(&mut context).is_pending());
+    assert!(!flag.0.load(std::sync::atomic::Ordering::SeqCst));
+    log.append(&[AppendEvent::value(b"x")]).unwrap();
+    assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the append woke the waiter");
+    assert!(matches!(future.as_mut().poll(&mut context), Poll::Ready(Ok(()))));
+}
+
+#[test]
+fn concurrent_appenders_share_fsyncs_and_get_unique_offsets() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = Arc::new(sim_log(&storage, &clock, LogConfig::default()));
+    let calls_before = storage.calls();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..50u64)
+                    .map(|i| {
+                        let value = [t as u8, i as u8];
+                        let offset = log.append(&[AppendEvent::value(&value)]).unwrap();
+                        // Acknowledged means visible (durable) already.
+                        assert!(log.end_offset() > offset);
+                        (offset, value)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, [u8; 2])> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    // One write per append; fsyncs are shared, so well under 2 calls per append in total.
+    let calls = storage.calls() - calls_before;
+    acked.sort();
+    assert_eq!(acked.len(), 800);
+    for (i, (offset, value)) in acked.iter().enumerate() {
+        assert_eq!(*offset, i as u64, "offsets are dense and unique");
+        assert_eq!(values(&log, *offset, 1)[0].1, value.to_vec());
+    }
+    assert!(calls < 800 * 2, "expected group commit, saw {calls} storage calls for 800 appends");
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_log_until_reopen() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, LogConfig::default());
+    log.append(&[AppendEvent::value(b"durable")]).unwrap();
+    storage.fail_call(Some(2)); // 1: the write, 2: the fsync
+    let error = log.append(&[AppendEvent::value(b"lost")]).unwrap_err();
+    assert!(matches!(error, Error::Poisoned { .. }), "{error}");
+    assert!(error.to_string().contains("fsync"), "{error}");
+    assert!(log.poisoned().is_some());
+    // The fsync is never retried: later appends are refused, nothing more is acknowledged.
+    assert!(matches!(log.append(&[AppendEvent::value(b"later")]), Err(Error::Poisoned { .. })));
+    assert_eq!(log.end_offset(), 1, "the failed append never became visible");
+    assert!(matches!(log.close(), Err(Error::Poisoned { .. })));
+    drop(log);
+    let log = sim_log(&storage, &clock, LogConfig::default());
+    assert!(!log.recovery_report().clean_shutdown);
+    let recovered = values(&log, 0, 10);
+    assert_eq!(recovered[0], (0, b"durable".to_vec()));
+    assert!(recovered.len() <= 2);
+    assert_eq!(log.append(&[AppendEvent::value(b"again")]).unwrap(), recovered.len() as u64);
+}
+
+#[test]
+fn weaker_policies_show_written_events_and_sync_on_request() {
+    for policy in [SyncPolicy::NeverLossy, SyncPolicy::IntervalLossy { interval_ms: 1_000 }] {
+        let storage = SimStorage::new();
+        let clock = ManualClock::new(1_000);
+        let mut config = LogConfig::default();
+        config.sync_policy = policy;
+        let log = sim_log(&storage, &clock, config.clone());
+        log.append(&[AppendEvent::value(b"a")]).unwrap();
+        assert_eq!(log.end_offset(), 1);
+        let lost = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+        let after = Log::open_with("/data/p0", config.clone(), Arc::new(lost), Arc::new(clock.clone())).unwrap();
+        assert_eq!(after.end_offset(), 0, "{policy:?}: unsynced and acknowledged, so lost in a power cut");
+        drop(after);
+        if let SyncPolicy::IntervalLossy { .. } = policy {
+            clock.advance(1_000);
+            log.append(&[AppendEvent::value(b"b")]).unwrap(); // the interval passed: this one syncs
+        } else {
+            log.sync().unwrap();
+        }
+        let kept = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+        let after = Log::open_with("/data/p0", config, Arc::new(kept), Arc::new(clock.clone())).unwrap();
+        assert!(after.end_offset() >= 1, "{policy:?}: synced events survive");
+    }
+}
