@@ -421,3 +421,28 @@ fn weaker_policies_show_written_events_and_sync_on_request() {
         assert!(after.end_offset() >= 1, "{policy:?}: synced events survive");
     }
 }
+
+#[test]
+fn a_clean_open_does_not_read_every_segment() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    let value = [0u8; 1000];
+    for _ in 0..400 {
+        log.append(&[AppendEvent::value(&value)]).unwrap();
+    }
+    let segments = log.stats().unwrap().segments;
+    assert!(segments >= 100, "{segments} segments");
+    log.close().unwrap();
+    drop(log);
+    let before = storage.calls();
+    let log = sim_log(&storage, &clock, small_config());
+    let calls = storage.calls() - before;
+    assert!(log.recovery_report().clean_shutdown);
+    // A handful of calls (list, lock, checkpoint, the active segment and its index), not one
+    // per segment.
+    assert!(calls < 40, "a clean open of {segments} segments made {calls} storage calls");
+    // Sealed segments are loaded on demand and read back intact.
+    assert_eq!(log.read(0, 1, usize::MAX).unwrap().len(), 1);
+    assert_eq!(log.read(200, 1, usize::MAX).unwrap().first_offset(), 200);
+}
