@@ -1,0 +1,173 @@
+//! Waiting without a runtime: a [`Notifier`] that wakes blocked threads (condvar) and async
+//! tasks (wakers) when a reader's state changes, and a [`Timer`] future backed by one shared
+//! timer thread, so the async API works on any executor without tokio.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data, consistent after every critical section.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A change counter with blocking and async waiters.
+#[derive(Debug, Default)]
+pub(crate) struct Notifier {
+    state: Mutex<(u64, Vec<Waker>)>,
+    changed: Condvar,
+}
+
+impl Notifier {
+    /// The current generation; pass it to a wait to wake on any later change.
+    pub(crate) fn generation(&self) -> u64 {
+        lock(&self.state).0
+    }
+
+    /// Records a change and wakes everyone waiting.
+    pub(crate) fn notify(&self) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.0 += 1;
+            std::mem::take(&mut state.1)
+        };
+        self.changed.notify_all();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Blocks until the generation passes `seen` or `timeout` elapses.
+    pub(crate) fn wait(&self, seen: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&self.state);
+        while state.0 == seen {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Registers `waker` for the next change after `seen`; false if it already happened.
+    pub(crate) fn register(&self, seen: u64, waker: &Waker) -> bool {
+        let mut state = lock(&self.state);
+        if state.0 != seen {
+            return false;
+        }
+        if !state.1.iter().any(|known| known.will_wake(waker)) {
+            state.1.push(waker.clone());
+        }
+        true
+    }
+}
+
+impl Wake for Notifier {
+    fn wake(self: Arc<Self>) {
+        self.notify();
+    }
+}
+
+/// The shared timer thread: wakes each registered waker at its deadline.
+#[derive(Debug, Default)]
+struct TimerThread {
+    queue: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
+    wakers: Mutex<std::collections::HashMap<u64, Waker>>,
+    changed: Condvar,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+fn timer_thread() -> &'static Arc<TimerThread> {
+    static TIMER: OnceLock<Arc<TimerThread>> = OnceLock::new();
+    TIMER.get_or_init(|| {
+        let timer = Arc::new(TimerThread::default());
+        let worker = timer.clone();
+        std::thread::Builder::new()
+            .name("weir-batch-timer".into())
+            .spawn(move || worker.run())
+            .expect("the timer thread starts");
+        timer
+    })
+}
+
+impl TimerThread {
+    fn register(&self, deadline: Instant, waker: Waker) {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.wakers).insert(id, waker);
+        lock(&self.queue).push(Reverse((deadline, id)));
+        self.changed.notify_one();
+    }
+
+    fn run(&self) {
+        let mut queue = lock(&self.queue);
+        loop {
+            let now = Instant::now();
+            while let Some(&Reverse((deadline, id))) = queue.peek() {
+                if deadline > now {
+                    break;
+                }
+                queue.pop();
+                if let Some(waker) = lock(&self.wakers).remove(&id) {
+                    waker.wake();
+                }
+            }
+            queue = match queue.peek() {
+                Some(&Reverse((deadline, _))) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    self.changed
+                        .wait_timeout(queue, wait)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0
+                }
+                None => self
+                    .changed
+                    .wait(queue)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+        }
+    }
+}
+
+/// A future that completes at `deadline`.
+#[derive(Debug)]
+pub(crate) struct Timer {
+    deadline: Instant,
+    registered: bool,
+}
+
+impl Timer {
+    pub(crate) fn at(deadline: Instant) -> Self {
+        Timer {
+            deadline,
+            registered: false,
+        }
+    }
+}
+
+impl Future for Timer {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        if !self.registered {
+            timer_thread().register(self.deadline, cx.waker().clone());
+            self.registered = true;
+        }
+        Poll::Pending
+    }
+}

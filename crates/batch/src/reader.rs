@@ -1,0 +1,577 @@
+//! [`PartitionReader`]: the driver that runs a [`PartitionState`] over one weir-log partition
+//! and commits its barrier through weir-offsets. Every member of a group in this process shares
+//! one reader per partition: they lease batches from the same cursor.
+//!
+//! Locks: `state` guards the machine and is held while reading the log for a batch (reads are
+//! short); `commit` serializes commits so the committed offset only moves forward and the
+//! compare-and-set expectation stays exact. `commit` is never taken while `state` is held.
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use weir_log::{Clock, Event, Log, ReadEnd};
+
+use crate::config::{BatchConfig, CommitPolicy};
+use crate::dead_letter::{DeadLetter, DeadLetterSink};
+use crate::error::{Error, Result};
+use crate::notify::{Notifier, Timer};
+use crate::offsets::OffsetCommits;
+use crate::state::{
+    BatchId, CloseReason, Lease, Next, PartitionState, SettleError, StateConfig, StateStats,
+};
+
+/// A delivered batch: up to `batch_size` consecutive events of one partition, leased until
+/// `lease_expires_ms`.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// This delivery's id: ack or nack it through the reader that delivered it.
+    pub id: BatchId,
+    /// The partition.
+    pub partition: u32,
+    /// The first event's offset.
+    pub first_offset: u64,
+    /// 1 for the first delivery, +1 for each redelivery (same events).
+    pub attempt: u32,
+    /// Why the batch holds the events it holds.
+    pub close_reason: CloseReason,
+    /// When the lease runs out (ms since the Unix epoch, by the reader's clock).
+    pub lease_expires_ms: u64,
+    /// The events, in offset order.
+    pub events: Vec<Event>,
+}
+
+impl Batch {
+    /// The offset after the last event.
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + self.events.len() as u64
+    }
+}
+
+/// Visibility figures of one partition of a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionStats {
+    /// The durably committed offset (next to read).
+    pub committed_offset: u64,
+    /// The end of the acknowledged prefix (committed, or about to be).
+    pub barrier_offset: u64,
+    /// The log's visible end.
+    pub end_offset: u64,
+    /// Events between the committed offset and the end.
+    pub lag_events: u64,
+    /// Head timestamp minus the timestamp of the first uncommitted event (0 without lag).
+    pub lag_ms: u64,
+    /// Counters and in-flight figures from the state machine.
+    pub state: StateStats,
+}
+
+/// What [`PartitionReader::try_next_batch`] found.
+#[derive(Debug)]
+pub enum Attempt {
+    /// A batch to process.
+    Batch(Batch),
+    /// Nothing now: try again when events arrive at `log_offset` (if any), when the reader's
+    /// state changes (an ack or nack), or at `until_ms`.
+    Wait {
+        /// The next scheduled change (ms by the reader's clock).
+        until_ms: Option<u64>,
+        /// The offset whose arrival in the log may complete a batch.
+        log_offset: Option<u64>,
+    },
+}
+
+struct CommitState {
+    /// What the offsets store holds for this partition, as far as this reader knows
+    /// (the compare-and-set expectation).
+    stored: Option<u64>,
+    acks_since_commit: u32,
+    last_commit_ms: u64,
+}
+
+/// Delivers fixed-size batches of one partition to the members of one group.
+pub struct PartitionReader {
+    group: String,
+    topic: String,
+    partition: u32,
+    log: Arc<Log>,
+    offsets: Arc<dyn OffsetCommits>,
+    sink: Arc<dyn DeadLetterSink>,
+    config: BatchConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<PartitionState>,
+    commit: Mutex<CommitState>,
+    notifier: Arc<Notifier>,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("group", &self.group)
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data, consistent after every critical section (the machine asserts its invariants).
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PartitionReader {
+    /// A reader resuming at the group's committed offset for this partition (the log's start
+    /// if nothing is committed). A committed offset past the log's end is clamped to it (the
+    /// log lost unsynced events); one below the log's start (retention removed the events)
+    /// resumes at the start.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`]; [`Error::Offsets`] if the committed offset cannot be read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        group: &str,
+        topic: &str,
+        partition: u32,
+        log: Arc<Log>,
+        offsets: Arc<dyn OffsetCommits>,
+        sink: Arc<dyn DeadLetterSink>,
+        config: BatchConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<PartitionReader> {
+        config.validate()?;
+        let stored = offsets.committed(group, topic, partition)?;
+        let (start, end) = (log.start_offset(), log.end_offset());
+        let resume = stored.unwrap_or(start).clamp(start, end);
+        if stored.is_some_and(|offset| offset != resume) {
+            tracing::warn!(
+                group,
+                topic,
+                partition,
+                ?stored,
+                resume,
+                log_start = start,
+                log_end = end,
+                "committed offset outside the log; resuming inside it"
+            );
+        }
+        let machine = PartitionState::new(
+            StateConfig {
+                max_in_flight: config.max_in_flight,
+                ack_timeout_ms: config.ack_timeout_ms,
+                max_attempts: config.max_attempts,
+            },
+            resume,
+        );
+        let now = clock.now_ms();
+        Ok(PartitionReader {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+            log,
+            offsets,
+            sink,
+            config,
+            clock,
+            state: Mutex::new(machine),
+            commit: Mutex::new(CommitState {
+                stored,
+                acks_since_commit: 0,
+                last_commit_ms: now,
+            }),
+            notifier: Arc::new(Notifier::default()),
+        })
+    }
+
+    /// The partition this reader serves.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The batch settings.
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// One step without waiting: a batch if one can be delivered now, otherwise what to wait
+    /// for. Expired leases are redelivered and exhausted batches dead-lettered on the way.
+    ///
+    /// # Errors
+    /// [`Error::Log`] if the log cannot be read; [`Error::DeadLetter`] if the sink failed;
+    /// [`Error::Offsets`] if a due commit failed.
+    pub fn try_next_batch(&self) -> Result<Attempt> {
+        self.commit_if_due()?;
+        let mut state = lock(&self.state);
+        loop {
+            let now = self.clock.now_ms();
+            match state.poll(now) {
+                Next::Redeliver {
+                    first_offset,
+                    end_offset,
+                } => {
+                    let events = self.read_range(first_offset, end_offset)?;
+                    let lease = state.lease_redelivery(first_offset, now);
+                    tracing::debug!(group = %self.group, partition = self.partition, first_offset, attempt = lease.attempt, "redelivering a batch");
+                    return Ok(Attempt::Batch(self.batch(lease, events)));
+                }
+                Next::DeadLetter {
+                    first_offset,
+                    end_offset,
+                    attempts,
+                    last_reason,
+                } => {
+                    let events = self.read_range(first_offset, end_offset)?;
+                    let letter = DeadLetter {
+                        group: &self.group,
+                        topic: &self.topic,
+                        partition: self.partition,
+                        events: &events,
+                        attempts,
+                        last_reason: last_reason.as_deref(),
+                    };
+                    self.sink
+                        .dead_letter(&letter)
+                        .map_err(|source| Error::DeadLetter {
+                            first_offset,
+                            end_offset,
+                            source,
+                        })?;
+                    tracing::warn!(group = %self.group, topic = %self.topic, partition = self.partition, first_offset, end_offset, attempts, "dead-lettered a batch");
+                    state.dead_lettered(first_offset);
+                    drop(state);
+                    self.after_settle(1)?;
+                    state = lock(&self.state);
+                }
+                Next::Fetch { from } => {
+                    let batch_size = self.config.batch_size as usize;
+                    let bytes_max =
+                        usize::try_from(self.config.batch_bytes_max).unwrap_or(usize::MAX);
+                    let read = self.log.read(from, batch_size, bytes_max)?;
+                    let close_reason = if read.len() == batch_size {
+                        CloseReason::Full
+                    } else if read.end() == ReadEnd::ByteLimit {
+                        CloseReason::ByteLimit
+                    } else if read.is_empty() {
+                        return Ok(Attempt::Wait {
+                            until_ms: state.next_deadline_ms(),
+                            log_offset: Some(from),
+                        });
+                    } else {
+                        let started = state.tail_wait_started_ms(now);
+                        let tail_deadline = started.saturating_add(self.config.max_wait_ms);
+                        if now < tail_deadline {
+                            let until_ms = Some(
+                                state
+                                    .next_deadline_ms()
+                                    .map_or(tail_deadline, |d| d.min(tail_deadline)),
+                            );
+                            return Ok(Attempt::Wait {
+                                until_ms,
+                                log_offset: Some(from + batch_size as u64 - 1),
+                            });
+                        }
+                        CloseReason::TailWait
+                    };
+                    let lease = state.lease_new(from, read.len() as u64, close_reason, now);
+                    return Ok(Attempt::Batch(self.batch(lease, read.events())));
+                }
+                Next::Wait { until_ms } => {
+                    return Ok(Attempt::Wait {
+                        until_ms,
+                        log_offset: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the next batch; `None` if none came (a normal answer).
+    ///
+    /// # Errors
+    /// As [`PartitionReader::try_next_batch`].
+    pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.notifier.generation();
+            let (until_ms, log_offset) = match self.try_next_batch()? {
+                Attempt::Batch(batch) => return Ok(Some(batch)),
+                Attempt::Wait {
+                    until_ms,
+                    log_offset,
+                } => (until_ms, log_offset),
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            let wake = self.wake_instant(until_ms, deadline);
+            if let Some(offset) = log_offset {
+                // Let the log wake this reader's notifier when the offset arrives.
+                let waker = Waker::from(self.notifier.clone());
+                let mut context = Context::from_waker(&waker);
+                if pin!(self.log.wait_for_async(offset))
+                    .poll(&mut context)
+                    .is_ready()
+                {
+                    continue;
+                }
+            }
+            self.notifier
+                .wait(seen, wake.saturating_duration_since(Instant::now()));
+        }
+    }
+
+    /// [`PartitionReader::next_batch`] for async code: never blocks a thread, works on any
+    /// executor.
+    ///
+    /// # Errors
+    /// As [`PartitionReader::try_next_batch`].
+    pub async fn next_batch_async(&self, timeout: Duration) -> Result<Option<Batch>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.notifier.generation();
+            let (until_ms, log_offset) = match self.try_next_batch()? {
+                Attempt::Batch(batch) => return Ok(Some(batch)),
+                Attempt::Wait {
+                    until_ms,
+                    log_offset,
+                } => (until_ms, log_offset),
+            };
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            let wake = self.wake_instant(until_ms, deadline);
+            WaitAny {
+                notifier: &self.notifier,
+                seen,
+                log: log_offset.map(|offset| Box::pin(self.log.wait_for_async(offset))),
+                timer: Timer::at(wake),
+            }
+            .await;
+        }
+    }
+
+    /// Acknowledges a batch: its events are done. The barrier advances over every batch
+    /// acknowledged without a gap and is committed per the commit policy.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`];
+    /// [`Error::Offsets`] if a commit failed (the ack itself stands).
+    pub fn ack(&self, id: BatchId) -> Result<()> {
+        lock(&self.state)
+            .ack(id)
+            .map_err(|error| settle_error(error, id))?;
+        self.notifier.notify();
+        self.after_settle(1)
+    }
+
+    /// Gives a batch back: it is redelivered (same events, next attempt) after `delay`, before
+    /// newer batches of the partition, or dead-lettered once it reached `max_attempts`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`].
+    pub fn nack(&self, id: BatchId, delay: Duration, reason: Option<&str>) -> Result<()> {
+        let now = self.clock.now_ms();
+        let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        lock(&self.state)
+            .nack(id, delay_ms, reason.map(str::to_string), now)
+            .map_err(|error| settle_error(error, id))?;
+        self.notifier.notify();
+        Ok(())
+    }
+
+    /// Commits the barrier now if it moved since the last commit; returns the offset committed.
+    ///
+    /// # Errors
+    /// [`Error::Offsets`].
+    pub fn commit(&self) -> Result<Option<u64>> {
+        let mut commit = lock(&self.commit);
+        let target = lock(&self.state).barrier();
+        if commit.stored.is_some_and(|stored| stored >= target)
+            || (commit.stored.is_none() && target == 0)
+        {
+            return Ok(None);
+        }
+        self.offsets.commit(
+            &self.group,
+            &self.topic,
+            self.partition,
+            target,
+            commit.stored,
+        )?;
+        commit.stored = Some(target);
+        commit.acks_since_commit = 0;
+        commit.last_commit_ms = self.clock.now_ms();
+        lock(&self.state).set_committed(target);
+        Ok(Some(target))
+    }
+
+    /// Visibility figures now.
+    ///
+    /// # Errors
+    /// [`Error::Log`] if the timestamps for the lag in time cannot be read.
+    pub fn stats(&self) -> Result<PartitionStats> {
+        let now = self.clock.now_ms();
+        let (committed, barrier, state) = {
+            let state = lock(&self.state);
+            (state.committed(), state.barrier(), state.stats(now))
+        };
+        let end = self.log.end_offset();
+        let lag_events = end.saturating_sub(committed);
+        let lag_ms = if lag_events == 0 || committed < self.log.start_offset() {
+            0
+        } else {
+            let first = self.log.read(committed, 1, usize::MAX)?.events();
+            let head = self.log.read(end - 1, 1, usize::MAX)?.events();
+            match (first.first(), head.first()) {
+                (Some(first), Some(head)) => head.timestamp_ms.saturating_sub(first.timestamp_ms),
+                _ => 0,
+            }
+        };
+        Ok(PartitionStats {
+            committed_offset: committed,
+            barrier_offset: barrier,
+            end_offset: end,
+            lag_events,
+            lag_ms,
+            state,
+        })
+    }
+
+    fn batch(&self, lease: Lease, events: Vec<Event>) -> Batch {
+        debug_assert_eq!(events.len() as u64, lease.end_offset - lease.first_offset);
+        debug_assert_eq!(events.first().map(|e| e.offset), Some(lease.first_offset));
+        Batch {
+            id: lease.id,
+            partition: self.partition,
+            first_offset: lease.first_offset,
+            attempt: lease.attempt,
+            close_reason: lease.close_reason,
+            lease_expires_ms: lease.lease_expires_ms,
+            events,
+        }
+    }
+
+    /// Reads exactly the events `first..end` (a redelivery or a dead letter).
+    fn read_range(&self, first: u64, end: u64) -> Result<Vec<Event>> {
+        let count = (end - first) as usize;
+        let mut events = Vec::with_capacity(count);
+        while (events.len()) < count {
+            let from = first + events.len() as u64;
+            let read = match self.log.read(from, count - events.len(), usize::MAX) {
+                Ok(read) => read,
+                Err(weir_log::Error::OffsetOutOfRange { start, .. }) if from < start => {
+                    return Err(Error::EventsRemoved {
+                        first_offset: first,
+                        end_offset: end,
+                        log_start: start,
+                    })
+                }
+                Err(error) => return Err(error.into()),
+            };
+            if read.is_empty() {
+                return Err(Error::EventsRemoved {
+                    first_offset: first,
+                    end_offset: end,
+                    log_start: self.log.start_offset(),
+                });
+            }
+            events.extend(read.events());
+        }
+        Ok(events)
+    }
+
+    /// After `settled` batches were acknowledged or dead-lettered: commit per the policy.
+    fn after_settle(&self, settled: u32) -> Result<()> {
+        let due = {
+            let mut commit = lock(&self.commit);
+            commit.acks_since_commit = commit.acks_since_commit.saturating_add(settled);
+            match self.config.commit_policy {
+                CommitPolicy::EveryAck => true,
+                CommitPolicy::Interval {
+                    interval_ms,
+                    acks_max,
+                } => {
+                    commit.acks_since_commit >= acks_max
+                        || self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
+                }
+            }
+        };
+        if due {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit_if_due(&self) -> Result<()> {
+        if let CommitPolicy::Interval { interval_ms, .. } = self.config.commit_policy {
+            let due = {
+                let commit = lock(&self.commit);
+                commit.acks_since_commit > 0
+                    && self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
+            };
+            if due {
+                self.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When to wake: at the state's next deadline (by the reader's clock) or the caller's.
+    fn wake_instant(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
+        let interval_due = match self.config.commit_policy {
+            CommitPolicy::Interval { interval_ms, .. } => Some(
+                lock(&self.commit)
+                    .last_commit_ms
+                    .saturating_add(interval_ms),
+            ),
+            CommitPolicy::EveryAck => None,
+        };
+        let next_ms = match (until_ms, interval_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next_ms {
+            Some(until_ms) => {
+                let wait = Duration::from_millis(until_ms.saturating_sub(self.clock.now_ms()));
+                (Instant::now() + wait).min(deadline)
+            }
+            None => deadline,
+        }
+    }
+}
+
+fn settle_error(error: SettleError, id: BatchId) -> Error {
+    match error {
+        SettleError::Unknown => Error::UnknownBatch(id),
+        SettleError::Expired => Error::LeaseExpired(id),
+        SettleError::AlreadySettled => Error::AlreadySettled(id),
+    }
+}
+
+/// Completes when the notifier moves past `seen`, the log reaches the offset, or the timer fires.
+struct WaitAny<'a> {
+    notifier: &'a Notifier,
+    seen: u64,
+    log: Option<Pin<Box<weir_log::WaitForOffset<'a>>>>,
+    timer: Timer,
+}
+
+impl Future for WaitAny<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.notifier.register(self.seen, cx.waker()) {
+            return Poll::Ready(());
+        }
+        if let Some(log) = self.log.as_mut() {
+            if log.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Pin::new(&mut self.timer).poll(cx)
+    }
+}
