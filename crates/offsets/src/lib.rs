@@ -1,0 +1,102 @@
+//! Committed consumer-group offsets, kept durably in sled.
+//!
+//! For each (group, topic, partition) the store keeps the **committed offset** — the *next*
+//! offset the group reads, as in Kafka — with the time of the commit (from an injected
+//! [`Clock`]) and an optional metadata string of at most [`METADATA_BYTES_MAX`] bytes.
+//!
+//! - **Durable**: every write returns only once it is on disk (sled `flush`, then an
+//!   `fdatasync` of sled's log file; see "Durability" below).
+//! - **Compare-and-set**: a [`Commit`] names the offset the caller last saw
+//!   ([`CommitExpectation`]); if another writer moved it, the commit is refused with
+//!   [`Error::Conflict`] carrying the actual value. A commit never moves a group backwards
+//!   ([`Error::Backwards`]); only [`OffsetStore::reset`] does.
+//! - **Batched**: [`OffsetStore::commit_batch`] commits many partitions in one transaction and
+//!   one sync.
+//! - **Atomic with the caller's state**: [`OffsetStore::commit_with`] commits offsets and the
+//!   caller's own writes to a [`UserTree`] in one transaction and one sync.
+//! - **Clamp on open**: [`OffsetStore::clamp_to_log_ends`] moves offsets that point past the
+//!   durable log end back to it, and reports them.
+//! - **Admin**: [`OffsetStore::list_groups`], [`OffsetStore::describe_group`],
+//!   [`OffsetStore::delete_group`], [`OffsetStore::reset`].
+//!
+//! ```
+//! use weir_offsets::{Commit, CommitExpectation, Config, Error, OffsetStore};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = OffsetStore::open(&Config::new(dir.path().join("offsets")))?;
+//! // After opening, correct anything past the durable log ends (here: orders/0 ends at 100).
+//! let log_end = |topic: &str, partition: u32| (topic == "orders" && partition == 0).then_some(100);
+//! let report = store.clamp_to_log_ends(log_end)?;
+//! assert!(report.clamped.is_empty());
+//!
+//! let first = store.commit("billing", Commit::new("orders", 0, 10, CommitExpectation::Absent))?;
+//! assert_eq!(first.offset, 10);
+//! store.commit("billing", Commit::new("orders", 0, 20, CommitExpectation::Offset(10)))?;
+//!
+//! // A writer that still believes 10 is committed is refused, and told what is.
+//! let stale = store.commit("billing", Commit::new("orders", 0, 15, CommitExpectation::Offset(10)));
+//! assert!(matches!(stale, Err(Error::Conflict { actual: Some(20), .. })));
+//!
+//! // Many partitions, one durable step.
+//! let commits: Vec<Commit<'_>> =
+//!     (1..4).map(|p| Commit::new("orders", p, 5, CommitExpectation::Absent)).collect();
+//! store.commit_batch("billing", &commits)?;
+//! assert_eq!(store.describe_group("billing")?.partitions.len(), 4);
+//! assert_eq!(store.list_groups()?, ["billing"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Durability
+//!
+//! sled 0.34's `flush` writes its log with `sync_file_range` on Linux, which flushes neither
+//! the file's metadata (its length) nor the drive's write cache, so it alone does not survive a
+//! power cut; sled's background thread `fsync`s only every 500 ms. This store therefore
+//! follows every flush with its own `fdatasync` of sled's log file before a write returns.
+//!
+//! # When the directory is lost or damaged
+//!
+//! If sled cannot open the directory, [`OffsetStore::open`] fails with [`Error::Open`]; if one
+//! stored value is damaged, reads of it fail with [`Error::Corrupt`] naming the key (a
+//! [`OffsetStore::reset`] or [`OffsetStore::delete_group`] overwrites it). To recover a
+//! damaged directory, stop the process, move the offsets directory aside (or restore it from a
+//! backup) and reopen. Groups then restart from an earlier offset — their committed offsets
+//! are gone, or older — so events are **delivered again, never skipped**. This is why the
+//! offsets may be lost without losing events, and why nothing else is kept in this directory.
+//!
+//! # Modules
+//!
+//! - `name`: the name rule for groups and topics ([`validate_name`]).
+//! - `keys`: the key layout (pure); `record`: the value layout and [`Committed`] (pure).
+//! - `commit`: [`Commit`], [`CommitExpectation`] and the commit rule (pure).
+//! - `store`: [`OffsetStore`], the only code in weir that uses sled.
+//! - `config`, `clock`, `error`: [`Config`], [`Clock`], [`Error`].
+//!
+//! The byte layouts are specified in `docs/format.md` ("Offsets store").
+#![deny(missing_docs)]
+
+mod clock;
+mod commit;
+mod config;
+mod error;
+mod keys;
+mod marker;
+mod name;
+mod record;
+mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use commit::{Commit, CommitExpectation};
+pub use config::{Config, CACHE_CAPACITY_BYTES_DEFAULT, CACHE_CAPACITY_BYTES_MIN};
+pub use error::{DecodeError, Error, Result, RECOVERY};
+pub use name::{validate_name, InvalidName, NameKind, NameProblem, NAME_BYTES_MAX, NAME_RULE};
+pub use record::{Committed, METADATA_BYTES_MAX};
+pub use store::{
+    ClampReport, Clamped, GroupDescription, GroupPartition, OffsetStore, PartitionOffset, UserTree,
+    RESERVED_TREE_PREFIX, TREE_NAME,
+};
+
+/// The sled this crate is built on, for [`OffsetStore::open_in`] and the transactional tree
+/// of [`OffsetStore::commit_with`].
+pub use sled;

@@ -1,0 +1,890 @@
+//! The offset store: committed offsets per (group, topic, partition) in one sled tree, and the
+//! only code in weir that touches sled.
+//!
+//! Invariants:
+//! - A write returns `Ok` only after it is durable: sled `flush` (which on Linux writes with
+//!   `sync_file_range`, flushing neither file metadata nor the drive's cache) followed by our
+//!   own `fdatasync` of sled's log file, which does both.
+//! - A commit is applied only if the commit rule (`commit::check`) allows it: a batch inside
+//!   one sled transaction with every other commit of it (and the caller's writes, for
+//!   `commit_with`), all of them or none; a lone commit as a compare-and-swap of its key.
+//! - Writers take `writer`, so a scan-then-write (delete a group, clamp) sees no commit land
+//!   between its scan and its write.
+//! - After a failed write or sync the store is poisoned and refuses writes: whether the bytes
+//!   reached the disk is unknown, and retrying a failed fsync is not safe.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::fs::{File, TryLockError};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError, Transactional,
+    TransactionalTree,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::commit::{self, Commit, Refusal};
+use crate::config::Config;
+use crate::error::{DecodeError, Error, Result};
+use crate::keys;
+use crate::marker::{self, Decision};
+use crate::name::{validate_name, NameKind};
+use crate::record::{self, Committed, METADATA_BYTES_MAX};
+
+/// The sled tree that holds the offsets. The `v1` names the key layout (see `keys`); a new key
+/// layout gets a new tree.
+pub const TREE_NAME: &str = "weir-offsets/v1";
+
+/// Tree names starting with this are reserved for the offsets store.
+pub const RESERVED_TREE_PREFIX: &str = "weir-offsets";
+
+/// sled 0.34's log file inside its directory: the file this store `fdatasync`s.
+const SLED_LOG_FILE: &str = "db";
+
+/// The lock file, in the database directory: held while a store opened by
+/// [`OffsetStore::open`] is open.
+pub const LOCK_FILE_NAME: &str = "weir-offsets.lock";
+
+/// Tells stores apart, so that a [`UserTree`] is only used with the store it came from.
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Committed offsets per (group, topic, partition), kept durably in sled.
+///
+/// Every write is durable when it returns. Reads see the latest write. The store is `Sync`:
+/// share it with an `Arc`.
+pub struct OffsetStore {
+    id: u64,
+    db: sled::Db,
+    tree: sled::Tree,
+    directory: PathBuf,
+    /// sled's log file, opened again by us so that we can `fdatasync` it after sled's flush.
+    log_file: File,
+    /// Our lock on the directory (see `lock_directory`); `None` for a database the caller
+    /// opened, which sled's own lock protects.
+    lock_file: Option<File>,
+    clock: Arc<dyn Clock>,
+    /// Serialises writers; see the module docs. Guards no data.
+    writer: Mutex<()>,
+    poisoned: AtomicBool,
+}
+
+impl fmt::Debug for OffsetStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OffsetStore")
+            .field("directory", &self.directory)
+            .field("clock", &self.clock)
+            .field("poisoned", &self.poisoned.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One partition's committed offset, as [`OffsetStore::describe_group`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// What is committed.
+    pub committed: Committed,
+}
+
+/// A group's committed offsets, ordered by topic (bytewise) and partition (numerically).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group.
+    pub group: String,
+    /// Its partitions; empty if the group has no committed offsets.
+    pub partitions: Vec<PartitionOffset>,
+}
+
+/// A (group, topic, partition).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GroupPartition {
+    /// The group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+}
+
+/// A committed offset that pointed past its partition's log end and was moved back to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clamped {
+    /// Which group and partition.
+    pub at: GroupPartition,
+    /// The offset that was committed.
+    pub committed: u64,
+    /// The log end it now equals.
+    pub log_end: u64,
+}
+
+/// What [`OffsetStore::clamp_to_log_ends`] found and corrected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClampReport {
+    /// How many committed offsets were looked at.
+    pub examined: usize,
+    /// Those that were past their log end, and are now at it.
+    pub clamped: Vec<Clamped>,
+    /// Those whose log end the caller did not know (e.g. a deleted topic); left as they were.
+    pub without_log_end: Vec<GroupPartition>,
+}
+
+/// A tree of the caller's, in the same sled database as the offsets, for
+/// [`OffsetStore::commit_with`]. Derefs to [`sled::Tree`] for reads and writes outside a
+/// commit.
+#[derive(Debug, Clone)]
+pub struct UserTree {
+    store_id: u64,
+    name: String,
+    tree: sled::Tree,
+}
+
+impl Deref for UserTree {
+    type Target = sled::Tree;
+
+    fn deref(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+/// Why a transaction of `commit_with` was aborted: by our rule or by the caller's closure.
+enum Abort<E> {
+    Offsets(Error),
+    User(E),
+}
+
+/// A commit, checked and encoded before its transaction (which may run more than once).
+struct Prepared<'a> {
+    commit: &'a Commit<'a>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+}
+
+impl OffsetStore {
+    /// Opens (creating if needed) the offsets database in `config.directory`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a bad field; [`Error::Io`] if the directory cannot be
+    /// created or synced; [`Error::Locked`] if another store has it open; [`Error::Open`] if
+    /// sled cannot open the database, [`Error::Damaged`] if sled opens it but the offsets are
+    /// gone — their messages say how an operator recovers.
+    pub fn open(config: &Config) -> Result<OffsetStore> {
+        config.validate()?;
+        let directory = config.directory.clone();
+        let created = !directory.exists();
+        std::fs::create_dir_all(&directory).map_err(|source| Error::Io {
+            operation: "create the directory",
+            path: directory.clone(),
+            source,
+        })?;
+        if created {
+            if let Some(parent) = directory.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_directory(parent)?;
+            }
+        }
+        let lock_file = lock_directory(&directory)?;
+        let db = sled::Config::new()
+            .path(&directory)
+            .cache_capacity(config.cache_capacity_bytes)
+            .open()
+            .map_err(|source| Error::Open {
+                directory: directory.clone(),
+                source,
+            })?;
+        let mut store = OffsetStore::open_in(db, directory)?;
+        store.lock_file = Some(lock_file);
+        Ok(store)
+    }
+
+    /// Opens the offsets in a sled database the caller already has, so that the caller's own
+    /// trees and the offsets can be written in one transaction (see
+    /// [`OffsetStore::commit_with`]). The offsets live in the tree [`TREE_NAME`]; names
+    /// starting with [`RESERVED_TREE_PREFIX`] are reserved.
+    ///
+    /// `directory` must be the directory `db` was opened on (not a `temporary` database): the
+    /// store syncs sled's log file in it after every flush, and names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Storage`] if the tree cannot be opened; [`Error::Io`] if sled's log file is not
+    /// in `directory` or cannot be synced.
+    pub fn open_in(db: sled::Db, directory: impl Into<PathBuf>) -> Result<OffsetStore> {
+        let directory = directory.into();
+        let tree = db.open_tree(TREE_NAME).map_err(|source| Error::Storage {
+            operation: "open the offsets tree",
+            directory: directory.clone(),
+            source,
+        })?;
+        let log_path = directory.join(SLED_LOG_FILE);
+        let log_file = File::open(&log_path).map_err(|source| Error::Io {
+            operation: "open sled's log file (to sync it)",
+            path: log_path,
+            source,
+        })?;
+        let store = OffsetStore {
+            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+            db,
+            tree,
+            directory,
+            log_file,
+            lock_file: None,
+            clock: Arc::new(SystemClock),
+            writer: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+        };
+        store.check_marker()?;
+        Ok(store)
+    }
+
+    /// Checks (or, for a new store, writes) the store marker; see `marker`.
+    fn check_marker(&self) -> Result<()> {
+        let meta = self
+            .db
+            .open_tree(marker::META_TREE_NAME)
+            .map_err(|source| self.storage("open the meta tree", source))?;
+        let sled_marker = meta
+            .get(marker::MARKER_KEY)
+            .map_err(|source| self.storage("read the store marker", source))?;
+        let file = self.directory.join(marker::MARKER_FILE_NAME);
+        let file_exists = file.try_exists().map_err(|source| Error::Io {
+            operation: "look for the marker file",
+            path: file.clone(),
+            source,
+        })?;
+        match marker::decide(file_exists, sled_marker.as_deref()) {
+            Decision::Open => Ok(()),
+            Decision::DataLost => Err(Error::Damaged {
+                directory: self.directory.clone(),
+                problem: "the marker file says a store was created here, but sled opened \
+                          without its data (sled opens some damaged files as empty)",
+            }),
+            Decision::UnknownMarker => Err(Error::Damaged {
+                directory: self.directory.clone(),
+                problem: "the store marker is not \"weir-offsets format 1\" (damaged, or \
+                          written by a newer build)",
+            }),
+            Decision::Create { write_sled_marker } => {
+                if write_sled_marker {
+                    meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)
+                        .map_err(|source| self.poison("write the store marker", source))?;
+                }
+                // The sled marker is durable before the file claims it exists.
+                self.sync()?;
+                File::create(&file)
+                    .and_then(|created| created.sync_all())
+                    .map_err(|source| Error::Io {
+                        operation: "create",
+                        path: file,
+                        source,
+                    })?;
+                // sled does not sync its directory: this makes its file names durable too.
+                sync_directory(&self.directory)
+            }
+        }
+    }
+
+    /// The same store, taking commit times from `clock` instead of the system clock.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> OffsetStore {
+        OffsetStore { clock, ..self }
+    }
+
+    /// The database directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// A tree of the caller's in this store's database, for [`OffsetStore::commit_with`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForeignTree`] if `name` starts with [`RESERVED_TREE_PREFIX`];
+    /// [`Error::Storage`] if sled cannot open the tree.
+    pub fn user_tree(&self, name: &str) -> Result<UserTree> {
+        if name.starts_with(RESERVED_TREE_PREFIX) {
+            return Err(Error::ForeignTree {
+                name: name.to_string(),
+                reason: "is reserved for the offsets store",
+            });
+        }
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(|source| self.storage("open a user tree", source))?;
+        Ok(UserTree {
+            store_id: self.id,
+            name: name.to_string(),
+            tree,
+        })
+    }
+
+    /// The committed offset of `group` on `topic`/`partition`, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::Corrupt`] if the stored value does not decode;
+    /// [`Error::Storage`] if sled fails.
+    pub fn get(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Committed>> {
+        check_name(NameKind::Group, group)?;
+        check_name(NameKind::Topic, topic)?;
+        let key = keys::encode(group, topic, partition);
+        match self.tree.get(&key) {
+            Ok(None) => Ok(None),
+            Ok(Some(value)) => self.decode_value(&key, &value).map(Some),
+            Err(source) => Err(self.storage("read an offset", source)),
+        }
+    }
+
+    /// Commits one partition's offset, durably, if the commit rule allows it: the committed
+    /// offset must be `commit.expected` (compare-and-set) and `commit.offset` must not be
+    /// behind it. Returns what is now committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] (with the actual committed offset) or [`Error::Backwards`]: nothing
+    /// was written. Usage errors for a bad name or metadata; [`Error::Corrupt`] if the stored
+    /// value does not decode; [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if the
+    /// write or sync failed.
+    pub fn commit(&self, group: &str, commit: Commit<'_>) -> Result<Committed> {
+        let commit_time_ms = self.commit_batch(group, std::slice::from_ref(&commit))?;
+        Ok(Committed {
+            offset: commit.offset,
+            commit_time_ms,
+            metadata: commit.metadata.to_string(),
+        })
+    }
+
+    /// Commits many partitions' offsets of one group in one durable step (one transaction, one
+    /// sync): all of them, or — if the rule refuses any — none. Returns the commit time they
+    /// share.
+    ///
+    /// # Errors
+    ///
+    /// As [`OffsetStore::commit`], for the first partition refused; also
+    /// [`Error::DuplicatePartition`] if a partition appears twice.
+    pub fn commit_batch(&self, group: &str, commits: &[Commit<'_>]) -> Result<u64> {
+        let (prepared, commit_time_ms) = self.prepare(group, commits)?;
+        let writer = self.lock_writer();
+        if let [single] = prepared.as_slice() {
+            self.apply_single(group, single)?;
+            drop(writer);
+            self.sync()?;
+            return Ok(commit_time_ms);
+        }
+        // Every write of this store happens under the writer lock (and the store's lock file
+        // keeps other processes out), so checking the rule on the current values and then
+        // applying one atomic sled batch is a compare-and-set of all of them: cheaper than a
+        // sled transaction, which costs about 3 µs per key.
+        for Prepared { commit, key, .. } in &prepared {
+            let current = match self.tree.get(key).map_err(|source| self.storage("read an offset", source))? {
+                None => None,
+                Some(bytes) => Some(self.decode_value(key, &bytes)?.offset),
+            };
+            refuse(group, commit, current)?;
+        }
+        let mut batch = sled::Batch::default();
+        for Prepared { key, value, .. } in &prepared {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        let applied = self.tree.apply_batch(batch);
+        drop(writer);
+        if let Err(source) = applied {
+            return Err(self.poison("commit a batch of offsets", source));
+        }
+        self.sync()?;
+        Ok(commit_time_ms)
+    }
+
+    /// Commits offsets of one group together with the caller's own writes to `user_tree`, in
+    /// one sled transaction made durable by one sync: both happen, or neither. A consumer that
+    /// keeps its results in `user_tree` this way processes each event effectively once, with
+    /// no outbox.
+    ///
+    /// `user_writes` runs inside the transaction, after the offsets are checked; sled may run
+    /// it more than once (on a conflict), so it must only touch the transactional tree. It
+    /// must not call back into this store. To abort, it returns
+    /// `Err(ConflictableTransactionError::Abort(e))`: then nothing is written and the result
+    /// is `Ok(Err(e))`.
+    ///
+    /// ```
+    /// use weir_offsets::sled::transaction::ConflictableTransactionError;
+    /// use weir_offsets::{Commit, CommitExpectation, Config, OffsetStore};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let store = OffsetStore::open(&Config::new(dir.path()))?;
+    /// let totals = store.user_tree("totals")?;
+    ///
+    /// // Events 0..10 of orders/0 were summed to 55: record the sum and the next offset to
+    /// // read together, so a crash can never keep one without the other.
+    /// let commit = Commit::new("orders", 0, 10, CommitExpectation::Absent);
+    /// let outcome = store.commit_with("billing", &[commit], &totals, |totals| {
+    ///     totals.insert("orders/0", &55u64.to_le_bytes())?;
+    ///     Ok::<_, ConflictableTransactionError<std::convert::Infallible>>(())
+    /// })?;
+    /// assert_eq!(outcome, Ok(()));
+    /// assert_eq!(store.get("billing", "orders", 0)?.map(|c| c.offset), Some(10));
+    /// assert_eq!(totals.get("orders/0")?.as_deref(), Some(&55u64.to_le_bytes()[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`OffsetStore::commit_batch`]; also [`Error::ForeignTree`] if `user_tree` came from
+    /// another store.
+    pub fn commit_with<T, E, F>(
+        &self,
+        group: &str,
+        commits: &[Commit<'_>],
+        user_tree: &UserTree,
+        user_writes: F,
+    ) -> Result<std::result::Result<T, E>>
+    where
+        F: Fn(&TransactionalTree) -> ConflictableTransactionResult<T, E>,
+    {
+        if user_tree.store_id != self.id {
+            return Err(Error::ForeignTree {
+                name: user_tree.name.clone(),
+                reason: "belongs to another offsets store (a transaction spans one database)",
+            });
+        }
+        let (prepared, _commit_time_ms) = self.prepare(group, commits)?;
+        let outcome = {
+            let _writer = self.lock_writer();
+            (&self.tree, &user_tree.tree).transaction(|(offsets, user)| {
+                self.apply(offsets, group, &prepared)
+                    .map_err(|error| map_abort(error, Abort::Offsets))?;
+                user_writes(user).map_err(|error| map_abort(error, Abort::User))
+            })
+        };
+        let value = match outcome {
+            Ok(value) => value,
+            Err(TransactionError::Abort(Abort::Offsets(error))) => return Err(error),
+            Err(TransactionError::Abort(Abort::User(error))) => return Ok(Err(error)),
+            Err(TransactionError::Storage(source)) => {
+                return Err(self.poison("commit transaction with user writes", source));
+            }
+        };
+        self.sync()?;
+        Ok(Ok(value))
+    }
+
+    /// Sets `group`'s committed offset on `topic`/`partition` to `offset`, durably, whatever
+    /// was committed before — backwards included, and over a corrupt value. This is the one
+    /// way to move a group back; the metadata becomes empty. Returns what is now committed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if the
+    /// write or sync failed.
+    pub fn reset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Committed> {
+        check_name(NameKind::Group, group)?;
+        check_name(NameKind::Topic, topic)?;
+        self.check_writable()?;
+        let commit_time_ms = self.clock.now_ms();
+        let key = keys::encode(group, topic, partition);
+        let value = record::encode(offset, commit_time_ms, "");
+        let written = {
+            let _writer = self.lock_writer();
+            self.tree.insert(key, value)
+        };
+        if let Err(source) = written {
+            return Err(self.poison("reset an offset", source));
+        }
+        self.sync()?;
+        Ok(Committed {
+            offset,
+            commit_time_ms,
+            metadata: String::new(),
+        })
+    }
+
+    /// Every group with at least one committed offset, in byte order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if a key does not decode; [`Error::Storage`] if sled fails.
+    pub fn list_groups(&self) -> Result<Vec<String>> {
+        let mut groups = Vec::new();
+        let mut start = Vec::new();
+        // One seek per group: after a group's first key, skip past all of its keys.
+        while let Some(entry) = self.tree.range(start.as_slice()..).next() {
+            let (key, _value) = entry.map_err(|source| self.storage("scan the groups", source))?;
+            let group = self.decode_key(&key)?.group;
+            groups.push(group.to_string());
+            start = keys::next_group_start(group);
+        }
+        Ok(groups)
+    }
+
+    /// `group`'s committed offsets, with commit times and metadata.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::Corrupt`] naming the first key or value that does not
+    /// decode; [`Error::Storage`] if sled fails.
+    pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        check_name(NameKind::Group, group)?;
+        let mut partitions = Vec::new();
+        for entry in self.tree.scan_prefix(keys::group_prefix(group)) {
+            let (key, value) = entry.map_err(|source| self.storage("scan a group", source))?;
+            let decoded = self.decode_key(&key)?;
+            assert_eq!(
+                decoded.group, group,
+                "a prefix scan returned another group's key"
+            );
+            let committed = self.decode_value(&key, &value)?;
+            partitions.push(PartitionOffset {
+                topic: decoded.topic.to_string(),
+                partition: decoded.partition,
+                committed,
+            });
+        }
+        Ok(GroupDescription {
+            group: group.to_string(),
+            partitions,
+        })
+    }
+
+    /// Deletes all of `group`'s committed offsets, durably, in one atomic step. Returns how
+    /// many there were (0 if the group had none).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`]; [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if the
+    /// write or sync failed.
+    pub fn delete_group(&self, group: &str) -> Result<usize> {
+        check_name(NameKind::Group, group)?;
+        self.check_writable()?;
+        let deleted = {
+            let _writer = self.lock_writer();
+            let mut batch = sled::Batch::default();
+            let mut deleted = 0;
+            for entry in self.tree.scan_prefix(keys::group_prefix(group)) {
+                let (key, _value) = entry.map_err(|source| self.storage("scan a group", source))?;
+                batch.remove(key);
+                deleted += 1;
+            }
+            if deleted > 0 {
+                if let Err(source) = self.tree.apply_batch(batch) {
+                    return Err(self.poison("delete a group", source));
+                }
+            }
+            deleted
+        };
+        if deleted > 0 {
+            self.sync()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Moves every committed offset that is past its partition's log end back to the log end,
+    /// in one durable step, and reports what it found. Call it right after opening, with the
+    /// durable log ends: a committed offset must never point past the durable log, or a group
+    /// would skip the events written there after a crash. `log_end(topic, partition)` returns
+    /// the log end, or `None` for a partition the caller does not know (left as it is, and
+    /// listed in the report). A clamped offset keeps its metadata and gets the current time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] naming the first key or value that does not decode (nothing is
+    /// clamped then); [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if sled, the
+    /// write or the sync failed.
+    pub fn clamp_to_log_ends(
+        &self,
+        mut log_end: impl FnMut(&str, u32) -> Option<u64>,
+    ) -> Result<ClampReport> {
+        self.check_writable()?;
+        let commit_time_ms = self.clock.now_ms();
+        let mut report = ClampReport::default();
+        {
+            let _writer = self.lock_writer();
+            let mut batch = sled::Batch::default();
+            for entry in self.tree.iter() {
+                let (key, value) =
+                    entry.map_err(|source| self.storage("scan the offsets", source))?;
+                let decoded = self.decode_key(&key)?;
+                let committed = self.decode_value(&key, &value)?;
+                report.examined += 1;
+                let at = GroupPartition {
+                    group: decoded.group.to_string(),
+                    topic: decoded.topic.to_string(),
+                    partition: decoded.partition,
+                };
+                match log_end(decoded.topic, decoded.partition) {
+                    None => report.without_log_end.push(at),
+                    Some(end) if committed.offset > end => {
+                        batch.insert(
+                            &*key,
+                            record::encode(end, commit_time_ms, &committed.metadata),
+                        );
+                        report.clamped.push(Clamped {
+                            at,
+                            committed: committed.offset,
+                            log_end: end,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !report.clamped.is_empty() {
+                if let Err(source) = self.tree.apply_batch(batch) {
+                    return Err(self.poison("clamp offsets", source));
+                }
+            }
+        }
+        if !report.clamped.is_empty() {
+            self.sync()?;
+        }
+        Ok(report)
+    }
+
+    /// Checks and encodes a batch before its transaction.
+    fn prepare<'a>(
+        &self,
+        group: &str,
+        commits: &'a [Commit<'a>],
+    ) -> Result<(Vec<Prepared<'a>>, u64)> {
+        check_name(NameKind::Group, group)?;
+        let mut seen = HashSet::with_capacity(commits.len());
+        for commit in commits {
+            check_name(NameKind::Topic, commit.topic)?;
+            if commit.metadata.len() > METADATA_BYTES_MAX {
+                return Err(Error::MetadataTooLong {
+                    topic: commit.topic.to_string(),
+                    partition: commit.partition,
+                    bytes: commit.metadata.len(),
+                    maximum: METADATA_BYTES_MAX,
+                });
+            }
+            if !seen.insert((commit.topic, commit.partition)) {
+                return Err(Error::DuplicatePartition {
+                    topic: commit.topic.to_string(),
+                    partition: commit.partition,
+                });
+            }
+        }
+        self.check_writable()?;
+        let commit_time_ms = self.clock.now_ms();
+        let prepared = commits
+            .iter()
+            .map(|commit| Prepared {
+                commit,
+                key: keys::encode(group, commit.topic, commit.partition),
+                value: record::encode(commit.offset, commit_time_ms, commit.metadata),
+            })
+            .collect();
+        Ok((prepared, commit_time_ms))
+    }
+
+    /// Inside a transaction: checks each commit against the stored value and writes it.
+    fn apply(
+        &self,
+        tree: &TransactionalTree,
+        group: &str,
+        prepared: &[Prepared<'_>],
+    ) -> ConflictableTransactionResult<(), Error> {
+        for Prepared { commit, key, value } in prepared {
+            let current = match tree.get(key)? {
+                None => None,
+                Some(stored) => Some(
+                    self.decode_value(key, &stored)
+                        .map_err(ConflictableTransactionError::Abort)?
+                        .offset,
+                ),
+            };
+            refuse(group, commit, current).map_err(ConflictableTransactionError::Abort)?;
+            let _previous = tree.insert(key.as_slice(), value.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// One commit without a transaction: a compare-and-swap of its key against the bytes the
+    /// rule was checked on. A sled transaction costs extra log writes (it pins the log to make
+    /// several keys atomic), which one key does not need.
+    fn apply_single(&self, group: &str, prepared: &Prepared<'_>) -> Result<()> {
+        let Prepared { commit, key, value } = prepared;
+        loop {
+            let stored = self
+                .tree
+                .get(key)
+                .map_err(|source| self.storage("read an offset", source))?;
+            let current = match &stored {
+                None => None,
+                Some(bytes) => Some(self.decode_value(key, bytes)?.offset),
+            };
+            refuse(group, commit, current)?;
+            match self
+                .tree
+                .compare_and_swap(key, stored, Some(value.as_slice()))
+            {
+                Ok(Ok(())) => return Ok(()),
+                // The key changed between the read and the swap (only possible if something
+                // other than this store writes its tree): check the rule again on the new value.
+                Ok(Err(_changed)) => continue,
+                Err(source) => return Err(self.poison("commit an offset", source)),
+            }
+        }
+    }
+
+    /// Makes every write so far durable: sled's flush, then `fdatasync` of its log file.
+    fn sync(&self) -> Result<()> {
+        if let Err(source) = self.db.flush() {
+            return Err(self.poison("flush", source));
+        }
+        if let Err(source) = self.log_file.sync_data() {
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(Error::Io {
+                operation: "sync (fdatasync) sled's log file",
+                path: self.directory.join(SLED_LOG_FILE),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(Error::Poisoned {
+                directory: self.directory.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the store poisoned and returns the error that caused it.
+    fn poison(&self, operation: &'static str, source: sled::Error) -> Error {
+        self.poisoned.store(true, Ordering::SeqCst);
+        self.storage(operation, source)
+    }
+
+    fn storage(&self, operation: &'static str, source: sled::Error) -> Error {
+        Error::Storage {
+            operation,
+            directory: self.directory.clone(),
+            source,
+        }
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // The mutex guards no data, only the order of writers: a panic while it was held left
+        // nothing half-done in it, so its poison flag means nothing.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn decode_key<'k>(&self, key: &'k [u8]) -> Result<keys::Key<'k>> {
+        keys::decode(key).map_err(|source| self.corrupt(key, source))
+    }
+
+    fn decode_value(&self, key: &[u8], value: &[u8]) -> Result<Committed> {
+        record::decode(value).map_err(|source| self.corrupt(key, source))
+    }
+
+    fn corrupt(&self, key: &[u8], source: DecodeError) -> Error {
+        Error::Corrupt {
+            directory: self.directory.clone(),
+            key: keys::readable(key),
+            source,
+        }
+    }
+}
+
+/// The commit rule for `commit` over the stored offset `current`, as this crate's error.
+fn refuse(group: &str, commit: &Commit<'_>, current: Option<u64>) -> Result<()> {
+    match commit::check(current, commit.expected, commit.offset) {
+        Ok(()) => Ok(()),
+        Err(Refusal::Conflict { actual }) => Err(Error::Conflict {
+            group: group.to_string(),
+            topic: commit.topic.to_string(),
+            partition: commit.partition,
+            expected: commit.expected,
+            actual,
+        }),
+        Err(Refusal::Backwards { current }) => Err(Error::Backwards {
+            group: group.to_string(),
+            topic: commit.topic.to_string(),
+            partition: commit.partition,
+            current,
+            requested: commit.offset,
+        }),
+    }
+}
+
+fn check_name(kind: NameKind, name: &str) -> Result<()> {
+    validate_name(name).map_err(|source| Error::InvalidName { kind, source })
+}
+
+/// Maps the abort value of a transaction error, keeping the conflict and storage cases.
+fn map_abort<E, F>(
+    error: ConflictableTransactionError<E>,
+    f: impl FnOnce(E) -> F,
+) -> ConflictableTransactionError<F> {
+    match error {
+        ConflictableTransactionError::Abort(abort) => ConflictableTransactionError::Abort(f(abort)),
+        ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+        ConflictableTransactionError::Storage(source) => {
+            ConflictableTransactionError::Storage(source)
+        }
+    }
+}
+
+/// Locks the directory for this process, through [`LOCK_FILE_NAME`]. sled locks its own files
+/// too, but its error does not say "locked" in a way a program can tell apart from damage —
+/// and damage calls for moving the directory aside, which must never be done to a directory
+/// another process is using.
+fn lock_directory(directory: &Path) -> Result<File> {
+    let path = directory.join(LOCK_FILE_NAME);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            operation: "open the lock file",
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked {
+            directory: directory.to_path_buf(),
+        }),
+        Err(TryLockError::Error(source)) => Err(Error::Io {
+            operation: "lock the lock file",
+            path,
+            source,
+        }),
+    }
+}
+
+/// `fsync`s a directory, so that the names in it are durable.
+fn sync_directory(directory: &Path) -> Result<()> {
+    File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|source| Error::Io {
+            operation: "sync the directory",
+            path: directory.to_path_buf(),
+            source,
+        })
+}
+
+// Shared between threads behind an `Arc`.
+const _: fn() = || {
+    fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<OffsetStore>();
+};
