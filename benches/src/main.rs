@@ -1,8 +1,9 @@
 //! weir's benchmark harness: `cargo run --release -p weir-bench -- <suite> [--quick] [--json]`.
 //!
-//! Suites: `log` (issue 2), `offsets` (issue 3). Each prints its figures next to a baseline
+//! Suites: `log` (issue 2), `offsets` (issue 3), `batch` (issue 4). Each prints its figures next to a baseline
 //! measured in the same run; see `docs/testing.md` for what each figure means.
 
+mod batch;
 mod harness;
 mod log;
 mod offsets;
@@ -37,6 +38,7 @@ fn main() {
         let figures = match suite.as_str() {
             "log" => log::run(&options),
             "offsets" => offsets::run(&options),
+            "batch" => batch::run(&options),
             other => usage(&format!("unknown suite {other}")),
         };
         harness::print(&figures, &options);
@@ -47,6 +49,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("weir-bench: {problem}");
     }
-    eprintln!("usage: weir-bench <log|offsets>... [--quick] [--json] [--dir DIR]");
+    eprintln!("usage: weir-bench <log|offsets|batch>... [--quick] [--json] [--dir DIR]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use weir_log::{Clock, Event, Log, ReadEnd};
+use weir_log::{Clock, Event, Log};
 
 use crate::config::{BatchConfig, CommitPolicy};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
@@ -83,6 +83,42 @@ pub enum Attempt {
     },
 }
 
+/// Events read ahead of the next fetch: a small batch size then does not re-read (and
+/// re-check) a large frame from the log for every batch.
+const READ_AHEAD_EVENTS: usize = 1024;
+
+/// The machine plus the events read ahead of `next_fetch`, guarded together.
+struct Fetcher {
+    machine: PartitionState,
+    ahead: std::collections::VecDeque<Event>,
+    /// The last read into `ahead` stopped at `batch_bytes_max`: more events follow it.
+    ahead_cut_by_bytes: bool,
+}
+
+impl std::ops::Deref for Fetcher {
+    type Target = PartitionState;
+    fn deref(&self) -> &PartitionState {
+        &self.machine
+    }
+}
+
+impl std::ops::DerefMut for Fetcher {
+    fn deref_mut(&mut self) -> &mut PartitionState {
+        &mut self.machine
+    }
+}
+
+/// The encoded size of an event (as `batch_bytes_max` counts it; see `docs/format.md`).
+fn encoded_len(event: &Event) -> usize {
+    18 + event.key.as_ref().map_or(0, |key| key.len())
+        + event
+            .headers
+            .iter()
+            .map(|(name, value)| 6 + name.len() + value.len())
+            .sum::<usize>()
+        + event.value.len()
+}
+
 struct CommitState {
     /// What the offsets store holds for this partition, as far as this reader knows
     /// (the compare-and-set expectation).
@@ -101,7 +137,7 @@ pub struct PartitionReader {
     sink: Arc<dyn DeadLetterSink>,
     config: BatchConfig,
     clock: Arc<dyn Clock>,
-    state: Mutex<PartitionState>,
+    state: Mutex<Fetcher>,
     commit: Mutex<CommitState>,
     notifier: Arc<Notifier>,
 }
@@ -176,7 +212,11 @@ impl PartitionReader {
             sink,
             config,
             clock,
-            state: Mutex::new(machine),
+            state: Mutex::new(Fetcher {
+                machine,
+                ahead: std::collections::VecDeque::new(),
+                ahead_cut_by_bytes: false,
+            }),
             commit: Mutex::new(CommitState {
                 stored,
                 acks_since_commit: 0,
@@ -247,14 +287,12 @@ impl PartitionReader {
                 }
                 Next::Fetch { from } => {
                     let batch_size = self.config.batch_size as usize;
-                    let bytes_max =
-                        usize::try_from(self.config.batch_bytes_max).unwrap_or(usize::MAX);
-                    let read = self.log.read(from, batch_size, bytes_max)?;
-                    let close_reason = if read.len() == batch_size {
+                    let (count, byte_limited) = self.peek_events(&mut state, from)?;
+                    let close_reason = if count == batch_size {
                         CloseReason::Full
-                    } else if read.end() == ReadEnd::ByteLimit {
+                    } else if byte_limited {
                         CloseReason::ByteLimit
-                    } else if read.is_empty() {
+                    } else if count == 0 {
                         return Ok(Attempt::Wait {
                             until_ms: state.next_deadline_ms(),
                             log_offset: Some(from),
@@ -275,8 +313,9 @@ impl PartitionReader {
                         }
                         CloseReason::TailWait
                     };
-                    let lease = state.lease_new(from, read.len() as u64, close_reason, now);
-                    return Ok(Attempt::Batch(self.batch(lease, read.events())));
+                    let events = Self::take(&mut state, count);
+                    let lease = state.lease_new(from, count as u64, close_reason, now);
+                    return Ok(Attempt::Batch(self.batch(lease, events)));
                 }
                 Next::Wait { until_ms } => {
                     return Ok(Attempt::Wait {
@@ -453,6 +492,56 @@ impl PartitionReader {
             lease_expires_ms: lease.lease_expires_ms,
             events,
         }
+    }
+
+    /// The events the next batch from `from` may hold (up to `batch_size` and
+    /// `batch_bytes_max`), and whether the byte limit cut them. Small batches are served from
+    /// a read-ahead buffer; the events stay there until a batch is leased with [`Self::take`].
+    fn peek_events(&self, fetcher: &mut Fetcher, from: u64) -> Result<(usize, bool)> {
+        let batch_size = self.config.batch_size as usize;
+        let bytes_max = usize::try_from(self.config.batch_bytes_max).unwrap_or(usize::MAX);
+        if fetcher.ahead.front().map(|event| event.offset) != Some(from) {
+            fetcher.ahead.clear();
+            fetcher.ahead_cut_by_bytes = false;
+        }
+        if fetcher.ahead.len() < batch_size {
+            let next = from + fetcher.ahead.len() as u64;
+            // Read ahead only for small batches: a large batch reads whole frames anyway, and
+            // reading past it would split the next frame between two reads.
+            let want = if batch_size >= READ_AHEAD_EVENTS / 4 {
+                batch_size - fetcher.ahead.len()
+            } else {
+                (batch_size - fetcher.ahead.len()).max(READ_AHEAD_EVENTS)
+            };
+            let read = self.log.read(next, want, bytes_max)?;
+            fetcher.ahead_cut_by_bytes = read.end() == weir_log::ReadEnd::ByteLimit;
+            fetcher.ahead.extend(read.events());
+        }
+        let mut bytes = 0usize;
+        for (taken, event) in fetcher.ahead.iter().take(batch_size).enumerate() {
+            let size = encoded_len(event);
+            if taken > 0 && bytes + size > bytes_max {
+                return Ok((taken, true));
+            }
+            bytes += size;
+        }
+        let count = fetcher.ahead.len().min(batch_size);
+        Ok((
+            count,
+            count < batch_size && count > 0 && fetcher.ahead_cut_by_bytes,
+        ))
+    }
+
+    /// Takes the first `count` read-ahead events for a batch.
+    fn take(fetcher: &mut Fetcher, count: usize) -> Vec<Event> {
+        if count == fetcher.ahead.len() {
+            // The common case for large batches: hand over the buffer without moving events.
+            let (front, back) = fetcher.ahead.as_slices();
+            if back.is_empty() && front.len() == count {
+                return Vec::from(std::mem::take(&mut fetcher.ahead));
+            }
+        }
+        fetcher.ahead.drain(..count).collect()
     }
 
     /// Reads exactly the events `first..end` (a redelivery or a dead letter).

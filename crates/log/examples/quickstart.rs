@@ -17,10 +17,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.torn_tail.is_some()
     );
 
-    let headers = [Header { name: "source", value: b"quickstart" }];
+    let headers = [Header {
+        name: "source",
+        value: b"quickstart",
+    }];
     let first = log.append(&[
-        AppendEvent { timestamp_ms: None, key: Some(b"order-1"), headers: &headers, value: b"created" },
-        AppendEvent { timestamp_ms: None, key: Some(b"order-1"), headers: &headers, value: b"paid" },
+        AppendEvent {
+            timestamp_ms: None,
+            key: Some(b"order-1"),
+            headers: &headers,
+            value: b"created",
+        },
+        AppendEvent {
+            timestamp_ms: None,
+            key: Some(b"order-1"),
+            headers: &headers,
+            value: b"paid",
+        },
     ])?;
     println!("appended 2 events at offset {first}; they are fsynced: the append returned after the fsync");
 

@@ -738,12 +738,20 @@ impl Log {
                 Ok(file) => file,
                 Err(error) => return Err(self.out_of_range_or(error, offset)),
             };
+            // About the bytes wanted: the events asked for at ~256 bytes each (within
+            // `max_bytes`), plus the distance from the indexed frame to `offset`.
+            let skip_bytes = usize::try_from(offset - first_offset).unwrap_or(usize::MAX);
+            let hint = max_events
+                .saturating_mul(256)
+                .min(max_bytes)
+                .saturating_add(skip_bytes.saturating_mul(64));
             read::read_frames(
                 &*file,
                 &segment.path,
                 position,
                 first_offset,
                 limit,
+                hint,
                 |frame| {
                     collector.offer(frame);
                     !collector.is_done()
@@ -801,6 +809,7 @@ impl Log {
                 position,
                 first_offset,
                 limit,
+                usize::MAX,
                 |frame| {
                     if frame.header.timestamp_max_ms >= timestamp_ms {
                         found = frame
@@ -1039,6 +1048,7 @@ impl Log {
                 SEGMENT_HEADER_LEN as u64,
                 segment.base_offset,
                 limit,
+                usize::MAX,
                 |_| {
                     report.frames += 1;
                     true

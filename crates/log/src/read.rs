@@ -14,8 +14,10 @@ use crate::error::{Error, Result};
 use crate::format::{self, EventView, FrameEvents, FrameHeader, FRAME_HEADER_LEN};
 use crate::storage::StorageFile;
 
-/// Bytes read by the first call of a read; doubled per call up to [`READ_CHUNK_BYTES_MAX`].
-const READ_CHUNK_BYTES_MIN: usize = 128 << 10;
+/// The smallest first read of a read call.
+const READ_CHUNK_BYTES_MIN: usize = 4 << 10;
+/// The largest first read of a read call; later reads double up to [`READ_CHUNK_BYTES_MAX`].
+const READ_CHUNK_BYTES_FIRST_MAX: usize = 128 << 10;
 /// The largest single read.
 const READ_CHUNK_BYTES_MAX: usize = 8 << 20;
 
@@ -261,9 +263,12 @@ pub(crate) fn read_frames(
     mut position: u64,
     first_offset: u64,
     limit: u64,
+    bytes_hint: usize,
     mut visit: impl FnMut(CheckedFrame) -> bool,
 ) -> Result<u64> {
-    let mut chunk = READ_CHUNK_BYTES_MIN;
+    // Start with about what the caller expects to need, so that reading one small event does
+    // not read 128 KiB; grow geometrically when more is needed.
+    let mut chunk = bytes_hint.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_FIRST_MAX);
     let mut expected_offset = first_offset;
     while position < limit {
         let len = (chunk as u64).min(limit - position) as usize;

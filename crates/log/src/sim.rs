@@ -130,7 +130,9 @@ impl SimStorage {
     /// `self`; the returned storage is independent and has no locks held.
     pub fn power_cut(&self, mode: CrashMode) -> SimStorage {
         let state = self.lock_state();
-        SimStorage { state: Arc::new(Mutex::new(crash_image(&state, mode))) }
+        SimStorage {
+            state: Arc::new(Mutex::new(crash_image(&state, mode))),
+        }
     }
 
     /// Takes a power-cut image (as [`SimStorage::power_cut`]) just before the `n`th storage
@@ -150,7 +152,9 @@ impl SimStorage {
     /// The image taken by [`SimStorage::crash_at_call`], if that call was reached.
     pub fn take_crash_image(&self) -> Option<SimStorage> {
         let image = self.lock_state().crash_image.take()?;
-        Some(SimStorage { state: Arc::new(Mutex::new(*image)) })
+        Some(SimStorage {
+            state: Arc::new(Mutex::new(*image)),
+        })
     }
 
     /// The live bytes of the file at `path` (test inspection).
@@ -237,10 +241,23 @@ fn crash_image(state: &State, mode: CrashMode) -> State {
                 }
             }
         }
-        files.insert(id, FileState { live: image.clone(), durable: image, pending: Vec::new() });
+        files.insert(
+            id,
+            FileState {
+                live: image.clone(),
+                durable: image,
+                pending: Vec::new(),
+            },
+        );
     }
     let dirs = state.dirs_durable.clone();
-    State { files, next_id: state.next_id, dirs_live: dirs.clone(), dirs_durable: dirs, ..State::default() }
+    State {
+        files,
+        next_id: state.next_id,
+        dirs_live: dirs.clone(),
+        dirs_durable: dirs,
+        ..State::default()
+    }
 }
 
 fn write_into(image: &mut Vec<u8>, position: u64, bytes: &[u8]) {

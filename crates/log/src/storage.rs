@@ -27,7 +27,10 @@ pub enum OpenMode {
 }
 
 /// A file opened through a [`Storage`].
-#[expect(clippy::len_without_is_empty, reason = "a file's length is a size, not a collection's")]
+#[expect(
+    clippy::len_without_is_empty,
+    reason = "a file's length is a size, not a collection's"
+)]
 pub trait StorageFile: Send + Sync + fmt::Debug {
     /// Reads into `buf` from `position`; returns the bytes read, short only at the end of the file.
     ///

@@ -19,7 +19,12 @@ use weir_log::{AppendEvent, Log, LogConfig, ManualClock};
 const DIR: &str = "/data/p0";
 
 fn open(storage: &SimStorage, config: &LogConfig, clock: &ManualClock) -> weir_log::Result<Log> {
-    Log::open_with(DIR, config.clone(), Arc::new(storage.clone()), Arc::new(clock.clone()))
+    Log::open_with(
+        DIR,
+        config.clone(),
+        Arc::new(storage.clone()),
+        Arc::new(clock.clone()),
+    )
 }
 
 fn value(seed: u64, index: usize, len: usize) -> Vec<u8> {
@@ -33,14 +38,19 @@ fn contents(log: &Log) -> Result<(u64, Vec<Vec<u8>>), String> {
     let mut values = Vec::new();
     let mut from = start;
     loop {
-        let batch = log.read(from, 10_000, usize::MAX).map_err(|e| format!("read from {from}: {e}"))?;
+        let batch = log
+            .read(from, 10_000, usize::MAX)
+            .map_err(|e| format!("read from {from}: {e}"))?;
         if batch.is_empty() {
             return Ok((start, values));
         }
         for event in batch.iter() {
             let expected = start + values.len() as u64;
             if event.offset != expected {
-                return Err(format!("offsets not dense: {} where {expected} was expected", event.offset));
+                return Err(format!(
+                    "offsets not dense: {} where {expected} was expected",
+                    event.offset
+                ));
             }
             values.push(event.value.to_vec());
         }
@@ -58,25 +68,38 @@ fn check_recovered(
     let (start, values) = contents(log)?;
     let end = start + values.len() as u64;
     if end < acked_end {
-        return Err(format!("lost acknowledged events: the log ends at {end}, {acked_end} were acknowledged"));
+        return Err(format!(
+            "lost acknowledged events: the log ends at {end}, {acked_end} were acknowledged"
+        ));
     }
     if end > attempted.len() as u64 {
-        return Err(format!("the log ends at {end} but only {} events were appended", attempted.len()));
+        return Err(format!(
+            "the log ends at {end} but only {} events were appended",
+            attempted.len()
+        ));
     }
     if start < acked_start {
-        return Err(format!("lost an acknowledged truncation: start {start} < {acked_start}"));
+        return Err(format!(
+            "lost an acknowledged truncation: start {start} < {acked_start}"
+        ));
     }
     for (i, value) in values.iter().enumerate() {
         let offset = start as usize + i;
         if *value != attempted[offset] {
-            return Err(format!("offset {offset} holds bytes that were never appended there"));
+            return Err(format!(
+                "offset {offset} holds bytes that were never appended there"
+            ));
         }
     }
     Ok((start, values))
 }
 
 /// The ~200-call workload of the fail-the-Nth-call sweep. Returns (attempted, acked end).
-fn fail_nth_workload(storage: &SimStorage, config: &LogConfig, clock: &ManualClock) -> (Vec<Vec<u8>>, u64, bool) {
+fn fail_nth_workload(
+    storage: &SimStorage,
+    config: &LogConfig,
+    clock: &ManualClock,
+) -> (Vec<Vec<u8>>, u64, bool) {
     let mut attempted = Vec::new();
     let mut acked_end = 0u64;
     let mut saw_error = false;
@@ -96,7 +119,10 @@ fn fail_nth_workload(storage: &SimStorage, config: &LogConfig, clock: &ManualClo
         match log.append(&[AppendEvent::value(&v)]) {
             Ok(offset) => {
                 assert_eq!(offset, i as u64, "offsets are dense");
-                assert!(!saw_error || log.poisoned().is_none(), "nothing is acknowledged after a failure");
+                assert!(
+                    !saw_error || log.poisoned().is_none(),
+                    "nothing is acknowledged after a failure"
+                );
                 acked_end = offset + 1;
             }
             Err(_) => {
@@ -129,10 +155,14 @@ fn failing_each_storage_call_in_turn_loses_no_acknowledged_append() {
         storage.fail_call(Some(n));
         let (attempted, acked_end, saw_error) = fail_nth_workload(&storage, &config, &clock);
         assert_eq!(storage.failures(), 1, "call {n} was failed");
-        assert!(saw_error || acked_end == 40, "call {n}: the error reached no caller");
+        assert!(
+            saw_error || acked_end == 40,
+            "call {n}: the error reached no caller"
+        );
         storage.fail_call(None);
         let image = storage.power_cut(CrashMode::DropUnsynced);
-        let log = open(&image, &config, &clock).unwrap_or_else(|e| panic!("call {n}: reopen failed: {e}"));
+        let log = open(&image, &config, &clock)
+            .unwrap_or_else(|e| panic!("call {n}: reopen failed: {e}"));
         if let Err(problem) = check_recovered(&log, &attempted, acked_end, 0) {
             panic!("failing call {n}: {problem}");
         }
@@ -163,7 +193,11 @@ fn power_cut_run(seed: u64, lying_sync: bool, lying_dir_sync: bool) -> Result<Ru
     let storage = SimStorage::new();
     storage.lying_sync(lying_sync);
     storage.lying_dir_sync(lying_dir_sync);
-    let mode = if rng.below(4) == 0 { CrashMode::DropUnsynced } else { CrashMode::Scramble { seed } };
+    let mode = if rng.below(4) == 0 {
+        CrashMode::DropUnsynced
+    } else {
+        CrashMode::Scramble { seed }
+    };
     storage.crash_at_call(1 + rng.below(250), mode);
 
     let mut attempted: Vec<Vec<u8>> = Vec::new();
@@ -177,40 +211,59 @@ fn power_cut_run(seed: u64, lying_sync: bool, lying_dir_sync: bool) -> Result<Ru
         let current = log.as_ref().expect("open");
         match rng.below(20) {
             0 => {
-                let to = rng.below(attempted.len() as u64 + 1).min(current.end_offset());
-                current.truncate_before(to).map_err(|e| format!("step {step}: truncate: {e}"))?;
+                let to = rng
+                    .below(attempted.len() as u64 + 1)
+                    .min(current.end_offset());
+                current
+                    .truncate_before(to)
+                    .map_err(|e| format!("step {step}: truncate: {e}"))?;
                 if !storage.has_crash_image() {
                     acked_start = acked_start.max(to);
                 }
             }
             1 => {
-                current.apply_retention().map_err(|e| format!("step {step}: retention: {e}"))?;
+                current
+                    .apply_retention()
+                    .map_err(|e| format!("step {step}: retention: {e}"))?;
             }
             3 => {
-                current.sync().map_err(|e| format!("step {step}: sync: {e}"))?;
+                current
+                    .sync()
+                    .map_err(|e| format!("step {step}: sync: {e}"))?;
                 if !storage.has_crash_image() {
                     acked_end = attempted.len() as u64;
                 }
             }
             2 => {
                 let old = log.take().expect("open");
-                old.close().map_err(|e| format!("step {step}: close: {e}"))?;
+                old.close()
+                    .map_err(|e| format!("step {step}: close: {e}"))?;
                 drop(old);
                 if !storage.has_crash_image() {
                     acked_end = attempted.len() as u64;
                 }
-                log = Some(open(&storage, &config, &clock).map_err(|e| format!("step {step}: reopen: {e}"))?);
+                log = Some(
+                    open(&storage, &config, &clock)
+                        .map_err(|e| format!("step {step}: reopen: {e}"))?,
+                );
             }
             _ => {
                 clock.advance(rng.below(1000));
                 let count = 1 + rng.below(4) as usize;
-                let values: Vec<Vec<u8>> =
-                    (0..count).map(|i| value(seed, attempted.len() + i, rng.below(1500) as usize)).collect();
-                let events: Vec<AppendEvent<'_>> = values.iter().map(|v| AppendEvent::value(v)).collect();
+                let values: Vec<Vec<u8>> = (0..count)
+                    .map(|i| value(seed, attempted.len() + i, rng.below(1500) as usize))
+                    .collect();
+                let events: Vec<AppendEvent<'_>> =
+                    values.iter().map(|v| AppendEvent::value(v)).collect();
                 attempted.extend(values.iter().cloned());
-                let first = current.append(&events).map_err(|e| format!("step {step}: append: {e}"))?;
+                let first = current
+                    .append(&events)
+                    .map_err(|e| format!("step {step}: append: {e}"))?;
                 if first + count as u64 != attempted.len() as u64 {
-                    return Err(format!("step {step}: append got offset {first}, expected {}", attempted.len() - count));
+                    return Err(format!(
+                        "step {step}: append got offset {first}, expected {}",
+                        attempted.len() - count
+                    ));
                 }
                 if !lossy && !storage.has_crash_image() {
                     acked_end = attempted.len() as u64;
@@ -218,12 +271,18 @@ fn power_cut_run(seed: u64, lying_sync: bool, lying_dir_sync: bool) -> Result<Ru
             }
         }
     }
-    let image = storage.take_crash_image().unwrap_or_else(|| storage.power_cut(mode));
+    let image = storage
+        .take_crash_image()
+        .unwrap_or_else(|| storage.power_cut(mode));
     drop(log);
-    let recovered = open(&image, &config, &clock).map_err(|e| format!("open after the power cut: {e}"))?;
+    let recovered =
+        open(&image, &config, &clock).map_err(|e| format!("open after the power cut: {e}"))?;
     let torn = recovered.recovery_report().torn_tail.is_some();
-    let recovered_discarded =
-        recovered.recovery_report().torn_tail.as_ref().is_some_and(|tail| tail.valid_frames_discarded > 0);
+    let recovered_discarded = recovered
+        .recovery_report()
+        .torn_tail
+        .as_ref()
+        .is_some_and(|tail| tail.valid_frames_discarded > 0);
     let first = check_recovered(&recovered, &attempted, acked_end, acked_start)?;
     // Recovery is idempotent: a second recovery (after another power cut) changes nothing.
     drop(recovered);
@@ -258,7 +317,9 @@ fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("WEIR_POWER_CUT_SEED") {
         return vec![seed.parse().expect("WEIR_POWER_CUT_SEED is a number")];
     }
-    let count = std::env::var("WEIR_POWER_CUT_SEEDS").map_or(10_000, |n| n.parse().expect("WEIR_POWER_CUT_SEEDS is a number"));
+    let count = std::env::var("WEIR_POWER_CUT_SEEDS").map_or(10_000, |n| {
+        n.parse().expect("WEIR_POWER_CUT_SEEDS is a number")
+    });
     (0..count).collect()
 }
 
@@ -284,21 +345,37 @@ fn seeded_power_cuts_lose_no_acknowledged_append() {
         seeds.len()
     );
     if seeds.len() >= 100 {
-        assert!(torn * 50 >= seeds.len(), "too few runs cut a torn tail ({torn}): the crash points miss the writes");
-        assert!(acked * 2 >= seeds.len(), "too few runs acknowledged anything ({acked})");
+        assert!(
+            torn * 50 >= seeds.len(),
+            "too few runs cut a torn tail ({torn}): the crash points miss the writes"
+        );
+        assert!(
+            acked * 2 >= seeds.len(),
+            "too few runs acknowledged anything ({acked})"
+        );
     }
 }
 
 #[test]
 fn the_power_cut_suite_catches_a_lying_fsync() {
-    let caught = (0..200).filter(|&seed| power_cut_run(seed, true, false).is_err()).count();
-    assert!(caught > 20, "a sync that does nothing must lose acknowledged appends; caught in {caught} of 200 seeds");
+    let caught = (0..200)
+        .filter(|&seed| power_cut_run(seed, true, false).is_err())
+        .count();
+    assert!(
+        caught > 20,
+        "a sync that does nothing must lose acknowledged appends; caught in {caught} of 200 seeds"
+    );
 }
 
 #[test]
 fn the_power_cut_suite_catches_a_missing_directory_fsync() {
-    let caught = (0..200).filter(|&seed| power_cut_run(seed, false, true).is_err()).count();
-    assert!(caught > 5, "unsynced directory entries must lose acknowledged data; caught in {caught} of 200 seeds");
+    let caught = (0..200)
+        .filter(|&seed| power_cut_run(seed, false, true).is_err())
+        .count();
+    assert!(
+        caught > 5,
+        "unsynced directory entries must lose acknowledged data; caught in {caught} of 200 seeds"
+    );
 }
 
 #[test]

@@ -15,12 +15,21 @@ fn small_config() -> LogConfig {
 }
 
 fn sim_log(storage: &SimStorage, clock: &ManualClock, config: LogConfig) -> Log {
-    Log::open_with("/data/p0", config, Arc::new(storage.clone()), Arc::new(clock.clone())).expect("open")
+    Log::open_with(
+        "/data/p0",
+        config,
+        Arc::new(storage.clone()),
+        Arc::new(clock.clone()),
+    )
+    .expect("open")
 }
 
 fn values(log: &Log, from: u64, max: usize) -> Vec<(u64, Vec<u8>)> {
     let batch = log.read(from, max, usize::MAX).expect("read");
-    batch.iter().map(|event| (event.offset, event.value.to_vec())).collect()
+    batch
+        .iter()
+        .map(|event| (event.offset, event.value.to_vec()))
+        .collect()
 }
 
 #[test]
@@ -28,11 +37,30 @@ fn append_assigns_dense_offsets_and_reads_back_every_field() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert!(log.recovery_report().created);
-    let headers = [Header { name: "trace", value: b"abc" }, Header { name: "empty", value: b"" }];
+    let headers = [
+        Header {
+            name: "trace",
+            value: b"abc",
+        },
+        Header {
+            name: "empty",
+            value: b"",
+        },
+    ];
     let first = log
         .append(&[
-            AppendEvent { timestamp_ms: Some(10), key: Some(b"k1"), headers: &headers, value: b"one" },
-            AppendEvent { timestamp_ms: Some(11), key: None, headers: &[], value: b"" },
+            AppendEvent {
+                timestamp_ms: Some(10),
+                key: Some(b"k1"),
+                headers: &headers,
+                value: b"one",
+            },
+            AppendEvent {
+                timestamp_ms: Some(11),
+                key: None,
+                headers: &[],
+                value: b"",
+            },
         ])
         .unwrap();
     assert_eq!(first, 0);
@@ -52,11 +80,24 @@ fn append_assigns_dense_offsets_and_reads_back_every_field() {
     assert_eq!(events[1].key, None);
     assert!(events[1].value.is_empty());
     assert_eq!(&events[2].value[..], b"three");
-    assert!(events[2].timestamp_ms > 1_600_000_000_000, "stamped with the wall clock");
+    assert!(
+        events[2].timestamp_ms > 1_600_000_000_000,
+        "stamped with the wall clock"
+    );
     // Reading from the middle of a frame starts at the asked offset.
-    assert_eq!(values(&log, 1, 10), vec![(1, vec![]), (2, b"three".to_vec())]);
+    assert_eq!(
+        values(&log, 1, 10),
+        vec![(1, vec![]), (2, b"three".to_vec())]
+    );
     assert!(log.read(3, 10, usize::MAX).unwrap().is_empty());
-    assert!(matches!(log.read(4, 10, usize::MAX), Err(Error::OffsetOutOfRange { offset: 4, start: 0, end: 3 })));
+    assert!(matches!(
+        log.read(4, 10, usize::MAX),
+        Err(Error::OffsetOutOfRange {
+            offset: 4,
+            start: 0,
+            end: 3
+        })
+    ));
 }
 
 #[test]
@@ -71,13 +112,32 @@ fn limits_are_checked_before_anything_is_written() {
     let big = [0u8; 200];
     assert!(matches!(
         log.append(&[AppendEvent::value(b"ok"), AppendEvent::value(&big)]),
-        Err(Error::EventTooLarge { index: 1, bytes: 218, bytes_max: 100 })
+        Err(Error::EventTooLarge {
+            index: 1,
+            bytes: 218,
+            bytes_max: 100
+        })
     ));
     let four = [AppendEvent::value(b"a"); 4];
-    assert!(matches!(log.append(&four), Err(Error::AppendTooLarge { what: "events", actual: 4, limit: 3, .. })));
+    assert!(matches!(
+        log.append(&four),
+        Err(Error::AppendTooLarge {
+            what: "events",
+            actual: 4,
+            limit: 3,
+            ..
+        })
+    ));
     let eighty = [0u8; 80];
     let three = [AppendEvent::value(&eighty); 3];
-    assert!(matches!(log.append(&three), Err(Error::AppendTooLarge { what: "bytes", limit: 250, .. })));
+    assert!(matches!(
+        log.append(&three),
+        Err(Error::AppendTooLarge {
+            what: "bytes",
+            limit: 250,
+            ..
+        })
+    ));
     assert_eq!(log.end_offset(), 0);
     assert_eq!(log.append(&[AppendEvent::value(b"fine")]).unwrap(), 0);
     assert_eq!(values(&log, 0, 10), vec![(0, b"fine".to_vec())]);
@@ -88,24 +148,56 @@ fn bad_config_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = LogConfig::default();
     config.segment_bytes_max = 10;
-    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "segment_bytes_max", .. })));
+    assert!(matches!(
+        Log::open(dir.path(), config),
+        Err(Error::InvalidConfig {
+            field: "segment_bytes_max",
+            ..
+        })
+    ));
     let mut config = LogConfig::default();
     config.sync_policy = SyncPolicy::IntervalLossy { interval_ms: 0 };
-    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "sync_policy", .. })));
+    assert!(matches!(
+        Log::open(dir.path(), config),
+        Err(Error::InvalidConfig {
+            field: "sync_policy",
+            ..
+        })
+    ));
     let mut config = LogConfig::default();
     config.event_bytes_max = config.append_bytes_max;
-    assert!(matches!(Log::open(dir.path(), config), Err(Error::InvalidConfig { field: "event_bytes_max", .. })));
+    assert!(matches!(
+        Log::open(dir.path(), config),
+        Err(Error::InvalidConfig {
+            field: "event_bytes_max",
+            ..
+        })
+    ));
 }
 
 #[test]
 fn expected_offset_is_optimistic_concurrency() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
-    assert_eq!(log.append_expected(&[AppendEvent::value(b"a")], 0).unwrap(), 0);
-    let error = log.append_expected(&[AppendEvent::value(b"b")], 0).unwrap_err();
-    assert!(matches!(error, Error::UnexpectedOffset { expected: 0, actual: 1 }));
+    assert_eq!(
+        log.append_expected(&[AppendEvent::value(b"a")], 0).unwrap(),
+        0
+    );
+    let error = log
+        .append_expected(&[AppendEvent::value(b"b")], 0)
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        Error::UnexpectedOffset {
+            expected: 0,
+            actual: 1
+        }
+    ));
     assert!(error.to_string().contains("ends at 1"), "{error}");
-    assert_eq!(log.append_expected(&[AppendEvent::value(b"b")], 1).unwrap(), 1);
+    assert_eq!(
+        log.append_expected(&[AppendEvent::value(b"b")], 1).unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -118,7 +210,10 @@ fn max_events_and_max_bytes_bound_a_read() {
     let batch = log.read(0, 4, usize::MAX).unwrap();
     assert_eq!((batch.len(), batch.end()), (4, ReadEnd::Full));
     let batch = log.read(2, 100, 350).unwrap();
-    assert_eq!((batch.first_offset(), batch.len(), batch.end()), (2, 3, ReadEnd::ByteLimit));
+    assert_eq!(
+        (batch.first_offset(), batch.len(), batch.end()),
+        (2, 3, ReadEnd::ByteLimit)
+    );
     assert_eq!(batch.event_bytes(), 300);
     // At least one event even when it alone is over the byte limit.
     let batch = log.read(5, 100, 10).unwrap();
@@ -137,7 +232,11 @@ fn segments_roll_by_size_and_reads_cross_them() {
         assert_eq!(log.append(&[AppendEvent::value(&v)]).unwrap(), i);
     }
     let stats = log.stats().unwrap();
-    assert!(stats.segments > 5, "expected several segments, got {}", stats.segments);
+    assert!(
+        stats.segments > 5,
+        "expected several segments, got {}",
+        stats.segments
+    );
     let all = values(&log, 0, 1000);
     assert_eq!(all.len(), 100);
     for (i, (offset, v)) in all.iter().enumerate() {
@@ -178,7 +277,13 @@ fn offset_for_time_finds_the_first_event_at_or_after() {
     for i in 0..200u64 {
         let ts = if i == 30 { 5 } else { i * 10 };
         let value = [0u8; 60];
-        log.append(&[AppendEvent { timestamp_ms: Some(ts), key: None, headers: &[], value: &value }]).unwrap();
+        log.append(&[AppendEvent {
+            timestamp_ms: Some(ts),
+            key: None,
+            headers: &[],
+            value: &value,
+        }])
+        .unwrap();
     }
     assert!(log.stats().unwrap().segments > 2);
     assert_eq!(log.offset_for_time(0).unwrap(), Some(0));
@@ -209,10 +314,19 @@ fn retention_removes_whole_sealed_segments_by_size_and_age() {
         log.append(&[AppendEvent::value(&value)]).unwrap();
     }
     let stats = log.stats().unwrap();
-    assert!(stats.bytes <= 12_000 + 4096, "retention keeps the log near its limit: {stats:?}");
+    assert!(
+        stats.bytes <= 12_000 + 4096,
+        "retention keeps the log near its limit: {stats:?}"
+    );
     assert!(stats.start_offset > 0);
-    assert!(matches!(log.read(0, 1, usize::MAX), Err(Error::OffsetOutOfRange { offset: 0, .. })));
-    assert_eq!(values(&log, stats.start_offset, 1000).len() as u64, 100 - stats.start_offset);
+    assert!(matches!(
+        log.read(0, 1, usize::MAX),
+        Err(Error::OffsetOutOfRange { offset: 0, .. })
+    ));
+    assert_eq!(
+        values(&log, stats.start_offset, 1000).len() as u64,
+        100 - stats.start_offset
+    );
     log.close().unwrap();
     drop(log);
     // The start offset survives a reopen.
@@ -233,7 +347,12 @@ fn retention_removes_whole_sealed_segments_by_size_and_age() {
     assert!(!report.segments_removed.is_empty());
     assert_eq!(log.start_offset(), report.start_offset);
     // The active segment is never removed, so the newest events stay readable.
-    assert_eq!(values(&log, log.start_offset(), 100).last().map(|(o, _)| *o), Some(19));
+    assert_eq!(
+        values(&log, log.start_offset(), 100)
+            .last()
+            .map(|(o, _)| *o),
+        Some(19)
+    );
 }
 
 #[test]
@@ -250,10 +369,20 @@ fn truncate_before_moves_the_start_and_persists_it() {
     assert_eq!(report.start_offset, 25);
     assert!(!report.segments_removed.is_empty());
     assert!(log.stats().unwrap().segments < segments_before);
-    assert!(matches!(log.read(24, 1, usize::MAX), Err(Error::OffsetOutOfRange { offset: 24, start: 25, .. })));
+    assert!(matches!(
+        log.read(24, 1, usize::MAX),
+        Err(Error::OffsetOutOfRange {
+            offset: 24,
+            start: 25,
+            ..
+        })
+    ));
     assert_eq!(values(&log, 25, 1)[0].0, 25);
     assert_eq!(log.offset_for_time(0).unwrap(), Some(25));
-    assert!(matches!(log.truncate_before(41), Err(Error::OffsetOutOfRange { .. })));
+    assert!(matches!(
+        log.truncate_before(41),
+        Err(Error::OffsetOutOfRange { .. })
+    ));
     drop(log);
     let log = sim_log(&storage, &clock, small_config());
     assert_eq!(log.start_offset(), 25);
@@ -269,7 +398,10 @@ fn reopen_after_clean_close_skips_the_scan_and_continues() {
         log.append(&[AppendEvent::value(&i.to_le_bytes())]).unwrap();
     }
     log.close().unwrap();
-    assert!(matches!(log.append(&[AppendEvent::value(b"x")]), Err(Error::Closed)));
+    assert!(matches!(
+        log.append(&[AppendEvent::value(b"x")]),
+        Err(Error::Closed)
+    ));
     drop(log);
     let log = sim_log(&storage, &clock, small_config());
     let report = log.recovery_report().clone();
@@ -280,7 +412,13 @@ fn reopen_after_clean_close_skips_the_scan_and_continues() {
     assert_eq!(values(&log, 0, 100).len(), 51);
     // The marker is gone once the log is open: a crash now is not mistaken for a clean close.
     let after_crash = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
-    let log2 = Log::open_with("/data/p0", small_config(), Arc::new(after_crash), Arc::new(clock.clone())).unwrap();
+    let log2 = Log::open_with(
+        "/data/p0",
+        small_config(),
+        Arc::new(after_crash),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
     assert!(!log2.recovery_report().clean_shutdown);
     assert_eq!(log2.end_offset(), 51);
 }
@@ -289,7 +427,10 @@ fn reopen_after_clean_close_skips_the_scan_and_continues() {
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
-    assert!(matches!(Log::open(dir.path(), LogConfig::default()), Err(Error::Locked { .. })));
+    assert!(matches!(
+        Log::open(dir.path(), LogConfig::default()),
+        Err(Error::Locked { .. })
+    ));
     log.close().unwrap();
     let again = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert!(again.recovery_report().clean_shutdown);
@@ -310,7 +451,10 @@ fn wait_for_blocks_until_the_event_is_visible() {
     assert!(log.wait_for(0, Duration::from_secs(10)).unwrap());
     assert_eq!(writer.join().unwrap(), 0);
     log.close().unwrap();
-    assert!(matches!(log.wait_for(5, Duration::from_secs(1)), Err(Error::Closed)));
+    assert!(matches!(
+        log.wait_for(5, Duration::from_secs(1)),
+        Err(Error::Closed)
+    ));
 }
 
 #[test]
@@ -334,8 +478,14 @@ fn wait_for_async_wakes_without_blocking_a_thread() {
     assert!(future.as_mut().poll(&mut context).is_pending());
     assert!(!flag.0.load(std::sync::atomic::Ordering::SeqCst));
     log.append(&[AppendEvent::value(b"x")]).unwrap();
-    assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst), "the append woke the waiter");
-    assert!(matches!(future.as_mut().poll(&mut context), Poll::Ready(Ok(()))));
+    assert!(
+        flag.0.load(std::sync::atomic::Ordering::SeqCst),
+        "the append woke the waiter"
+    );
+    assert!(matches!(
+        future.as_mut().poll(&mut context),
+        Poll::Ready(Ok(()))
+    ));
 }
 
 #[test]
@@ -360,7 +510,10 @@ fn concurrent_appenders_share_fsyncs_and_get_unique_offsets() {
             })
         })
         .collect();
-    let mut acked: Vec<(u64, [u8; 2])> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut acked: Vec<(u64, [u8; 2])> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     // One write per append; fsyncs are shared, so well under 2 calls per append in total.
     let calls = storage.calls() - calls_before;
     acked.sort();
@@ -369,7 +522,10 @@ fn concurrent_appenders_share_fsyncs_and_get_unique_offsets() {
         assert_eq!(*offset, i as u64, "offsets are dense and unique");
         assert_eq!(values(&log, *offset, 1)[0].1, value.to_vec());
     }
-    assert!(calls < 800 * 2, "expected group commit, saw {calls} storage calls for 800 appends");
+    assert!(
+        calls < 800 * 2,
+        "expected group commit, saw {calls} storage calls for 800 appends"
+    );
 }
 
 #[test]
@@ -384,8 +540,15 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
     assert!(error.to_string().contains("fsync"), "{error}");
     assert!(log.poisoned().is_some());
     // The fsync is never retried: later appends are refused, nothing more is acknowledged.
-    assert!(matches!(log.append(&[AppendEvent::value(b"later")]), Err(Error::Poisoned { .. })));
-    assert_eq!(log.end_offset(), 1, "the failed append never became visible");
+    assert!(matches!(
+        log.append(&[AppendEvent::value(b"later")]),
+        Err(Error::Poisoned { .. })
+    ));
+    assert_eq!(
+        log.end_offset(),
+        1,
+        "the failed append never became visible"
+    );
     assert!(matches!(log.close(), Err(Error::Poisoned { .. })));
     drop(log);
     let log = sim_log(&storage, &clock, LogConfig::default());
@@ -393,12 +556,18 @@ fn a_failed_fsync_poisons_the_log_until_reopen() {
     let recovered = values(&log, 0, 10);
     assert_eq!(recovered[0], (0, b"durable".to_vec()));
     assert!(recovered.len() <= 2);
-    assert_eq!(log.append(&[AppendEvent::value(b"again")]).unwrap(), recovered.len() as u64);
+    assert_eq!(
+        log.append(&[AppendEvent::value(b"again")]).unwrap(),
+        recovered.len() as u64
+    );
 }
 
 #[test]
 fn weaker_policies_show_written_events_and_sync_on_request() {
-    for policy in [SyncPolicy::NeverLossy, SyncPolicy::IntervalLossy { interval_ms: 1_000 }] {
+    for policy in [
+        SyncPolicy::NeverLossy,
+        SyncPolicy::IntervalLossy { interval_ms: 1_000 },
+    ] {
         let storage = SimStorage::new();
         let clock = ManualClock::new(1_000);
         let mut config = LogConfig::default();
@@ -407,8 +576,18 @@ fn weaker_policies_show_written_events_and_sync_on_request() {
         log.append(&[AppendEvent::value(b"a")]).unwrap();
         assert_eq!(log.end_offset(), 1);
         let lost = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
-        let after = Log::open_with("/data/p0", config.clone(), Arc::new(lost), Arc::new(clock.clone())).unwrap();
-        assert_eq!(after.end_offset(), 0, "{policy:?}: unsynced and acknowledged, so lost in a power cut");
+        let after = Log::open_with(
+            "/data/p0",
+            config.clone(),
+            Arc::new(lost),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        assert_eq!(
+            after.end_offset(),
+            0,
+            "{policy:?}: unsynced and acknowledged, so lost in a power cut"
+        );
         drop(after);
         if let SyncPolicy::IntervalLossy { .. } = policy {
             clock.advance(1_000);
@@ -417,7 +596,8 @@ fn weaker_policies_show_written_events_and_sync_on_request() {
             log.sync().unwrap();
         }
         let kept = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
-        let after = Log::open_with("/data/p0", config, Arc::new(kept), Arc::new(clock.clone())).unwrap();
+        let after =
+            Log::open_with("/data/p0", config, Arc::new(kept), Arc::new(clock.clone())).unwrap();
         assert!(after.end_offset() >= 1, "{policy:?}: synced events survive");
     }
 }
@@ -441,7 +621,10 @@ fn a_clean_open_does_not_read_every_segment() {
     assert!(log.recovery_report().clean_shutdown);
     // A handful of calls (list, lock, checkpoint, the active segment and its index), not one
     // per segment.
-    assert!(calls < 40, "a clean open of {segments} segments made {calls} storage calls");
+    assert!(
+        calls < 40,
+        "a clean open of {segments} segments made {calls} storage calls"
+    );
     // Sealed segments are loaded on demand and read back intact.
     assert_eq!(log.read(0, 1, usize::MAX).unwrap().len(), 1);
     assert_eq!(log.read(200, 1, usize::MAX).unwrap().first_offset(), 200);

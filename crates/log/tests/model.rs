@@ -14,10 +14,16 @@ const DIR: &str = "/data/p0";
 enum Op {
     /// Events as (timestamp, value length, with key).
     Append(Vec<(u64, usize, bool)>),
-    Read { from: u64, max_events: usize, max_bytes: usize },
+    Read {
+        from: u64,
+        max_events: usize,
+        max_bytes: usize,
+    },
     OffsetForTime(u64),
     TruncateBefore(u64),
-    Retention { advance_ms: u64 },
+    Retention {
+        advance_ms: u64,
+    },
     Reopen,
     PowerCut,
 }
@@ -56,7 +62,13 @@ struct Model {
 fn check_expired(model: &Model, new_start: u64, now_ms: u64) -> Result<(), TestCaseError> {
     for offset in model.start..new_start {
         let (ts, _, _) = model.events[offset as usize];
-        prop_assert!(ts + 20_000 < now_ms, "offset {} (ts {}) removed at {} before it expired", offset, ts, now_ms);
+        prop_assert!(
+            ts + 20_000 < now_ms,
+            "offset {} (ts {}) removed at {} before it expired",
+            offset,
+            ts,
+            now_ms
+        );
     }
     Ok(())
 }
@@ -65,10 +77,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(1_000_000);
     let mut storage = SimStorage::new();
     let open = |storage: &SimStorage| {
-        Log::open_with(DIR, config(), Arc::new(storage.clone()), Arc::new(clock.clone())).expect("open")
+        Log::open_with(
+            DIR,
+            config(),
+            Arc::new(storage.clone()),
+            Arc::new(clock.clone()),
+        )
+        .expect("open")
     };
     let mut log = open(&storage);
-    let mut model = Model { start: 0, events: Vec::new() };
+    let mut model = Model {
+        start: 0,
+        events: Vec::new(),
+    };
     for op in ops {
         match op {
             Op::Append(specs) => {
@@ -78,12 +99,21 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .enumerate()
                     .map(|(i, &(ts, len, keyed))| {
                         let offset = end + i as u64;
-                        (1_000_000 + ts, keyed.then(|| offset.to_le_bytes().to_vec()), value(offset, len))
+                        (
+                            1_000_000 + ts,
+                            keyed.then(|| offset.to_le_bytes().to_vec()),
+                            value(offset, len),
+                        )
                     })
                     .collect();
                 let events: Vec<AppendEvent<'_>> = values
                     .iter()
-                    .map(|(ts, key, v)| AppendEvent { timestamp_ms: Some(*ts), key: key.as_deref(), headers: &[], value: v })
+                    .map(|(ts, key, v)| AppendEvent {
+                        timestamp_ms: Some(*ts),
+                        key: key.as_deref(),
+                        headers: &[],
+                        value: v,
+                    })
                     .collect();
                 prop_assert_eq!(log.append(&events).expect("append"), end);
                 model.events.extend(values);
@@ -93,12 +123,18 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 check_expired(&model, start, clock.now_ms())?;
                 model.start = start;
             }
-            Op::Read { from, max_events, max_bytes } => {
+            Op::Read {
+                from,
+                max_events,
+                max_bytes,
+            } => {
                 let end = model.events.len() as u64;
                 let from = model.start + from % (end - model.start + 1);
                 let batch = log.read(from, max_events, max_bytes).expect("read");
                 prop_assert_eq!(batch.first_offset(), from);
-                let expected_len = if max_events == 0 { 0 } else {
+                let expected_len = if max_events == 0 {
+                    0
+                } else {
                     let mut bytes = 0usize;
                     let mut count = 0usize;
                     for (_, key, v) in &model.events[from as usize..] {
@@ -125,7 +161,10 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .iter()
                     .position(|(t, _, _)| *t >= target)
                     .map(|i| model.start + i as u64);
-                prop_assert_eq!(log.offset_for_time(target).expect("offset_for_time"), expected);
+                prop_assert_eq!(
+                    log.offset_for_time(target).expect("offset_for_time"),
+                    expected
+                );
             }
             Op::TruncateBefore(to) => {
                 let to = to.min(model.events.len() as u64);
@@ -149,7 +188,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::PowerCut => {
                 // Every append returned after its fsync, so a power cut loses nothing.
-                let image = storage.power_cut(CrashMode::Scramble { seed: model.events.len() as u64 });
+                let image = storage.power_cut(CrashMode::Scramble {
+                    seed: model.events.len() as u64,
+                });
                 drop(log);
                 storage = image;
                 log = open(&storage);
@@ -177,9 +218,24 @@ proptest! {
 /// append; the model must hold retention to its rule rather than expect a fixed start.
 #[test]
 fn regression_retention_during_an_append_roll() {
-    let mut ops: Vec<Op> = [722, 3401, 1900, 2003, 4610, 4893, 3620].iter().map(|&advance_ms| Op::Retention { advance_ms }).collect();
-    ops.push(Op::Append(vec![(0, 128, true), (0, 676, true), (0, 679, true), (0, 516, false), (0, 199, true)]));
-    ops.push(Op::Append(vec![(0, 169, false), (0, 31, true), (0, 600, true), (0, 600, true), (0, 600, true)]));
+    let mut ops: Vec<Op> = [722, 3401, 1900, 2003, 4610, 4893, 3620]
+        .iter()
+        .map(|&advance_ms| Op::Retention { advance_ms })
+        .collect();
+    ops.push(Op::Append(vec![
+        (0, 128, true),
+        (0, 676, true),
+        (0, 679, true),
+        (0, 516, false),
+        (0, 199, true),
+    ]));
+    ops.push(Op::Append(vec![
+        (0, 169, false),
+        (0, 31, true),
+        (0, 600, true),
+        (0, 600, true),
+        (0, 600, true),
+    ]));
     ops.push(Op::Retention { advance_ms: 4_000 });
     ops.push(Op::Append(vec![(0, 600, false); 5]));
     ops.push(Op::Append(vec![(0, 600, false); 5]));

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use weir_log::format::{check_frame, SEGMENT_HEADER_LEN};
 use weir_log::sim::{SimStorage, SplitMix64};
 use weir_log::storage::{OpenMode, Storage};
-use weir_log::{AppendEvent, Error, Log, LogConfig, ManualClock, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE};
+use weir_log::{
+    AppendEvent, Error, Log, LogConfig, ManualClock, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE,
+};
 
 const DIR: &str = "/data/p0";
 
@@ -18,7 +20,12 @@ fn segment_path(base: u64) -> PathBuf {
 }
 
 fn open(storage: &SimStorage, config: &LogConfig) -> weir_log::Result<Log> {
-    Log::open_with(DIR, config.clone(), Arc::new(storage.clone()), Arc::new(ManualClock::new(1_000)))
+    Log::open_with(
+        DIR,
+        config.clone(),
+        Arc::new(storage.clone()),
+        Arc::new(ManualClock::new(1_000)),
+    )
 }
 
 /// Appends of 1–3 events with 0–4 KiB values; returns the values of each append.
@@ -42,7 +49,9 @@ fn build_with(
         let values: Vec<Vec<u8>> = (0..count)
             .map(|_| {
                 let len = rng.below(value_len_max + 1) as usize;
-                (0..len).map(|i| (i as u64 ^ a as u64 ^ seed) as u8).collect()
+                (0..len)
+                    .map(|i| (i as u64 ^ a as u64 ^ seed) as u8)
+                    .collect()
             })
             .collect();
         let events: Vec<AppendEvent<'_>> = values.iter().map(|v| AppendEvent::value(v)).collect();
@@ -101,7 +110,10 @@ fn a_segment_cut_at_every_byte_keeps_exactly_the_whole_appends_before_the_cut() 
     let appends = build(&storage, &config, 40, 7);
     let bytes = storage.read_file(&segment_path(0)).unwrap();
     let ends = frame_ends(&bytes);
-    assert!(flatten(&appends).len() >= 64, "the issue asks for at least 64 events");
+    assert!(
+        flatten(&appends).len() >= 64,
+        "the issue asks for at least 64 events"
+    );
     for cut in 0..=bytes.len() {
         let storage = storage_with_segment(&bytes[..cut]);
         let whole = ends.iter().filter(|&&end| end <= cut).count();
@@ -109,13 +121,24 @@ fn a_segment_cut_at_every_byte_keeps_exactly_the_whole_appends_before_the_cut() 
         let log = open(&storage, &config).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         let report = log.recovery_report().clone();
         let at_boundary = cut == SEGMENT_HEADER_LEN || ends.contains(&cut);
-        assert_eq!(report.torn_tail.is_some(), cut > SEGMENT_HEADER_LEN && !at_boundary, "cut at {cut}");
-        assert_eq!(report.segment_reinitialized.is_some(), cut < SEGMENT_HEADER_LEN, "cut at {cut}");
+        assert_eq!(
+            report.torn_tail.is_some(),
+            cut > SEGMENT_HEADER_LEN && !at_boundary,
+            "cut at {cut}"
+        );
+        assert_eq!(
+            report.segment_reinitialized.is_some(),
+            cut < SEGMENT_HEADER_LEN,
+            "cut at {cut}"
+        );
         assert_eq!(read_all(&log), expected, "cut at {cut}");
         drop(log);
         // A second open changes nothing.
         let log = open(&storage, &config).unwrap();
-        assert!(log.recovery_report().torn_tail.is_none(), "cut at {cut}: second open cut again");
+        assert!(
+            log.recovery_report().torn_tail.is_none(),
+            "cut at {cut}: second open cut again"
+        );
         assert_eq!(log.end_offset(), expected.len() as u64, "cut at {cut}");
     }
 }
@@ -134,9 +157,20 @@ fn zero_garbage_and_hole_tails_are_dropped_as_torn() {
             let mut damaged = bytes.clone();
             damaged.extend((0..tail_len).map(|_| if garbage { rng.next() as u8 } else { 0 }));
             let log = open(&storage_with_segment(&damaged), &config).unwrap();
-            let torn = log.recovery_report().torn_tail.clone().expect("a tail was cut");
-            assert_eq!((torn.position, torn.bytes_cut), (bytes.len() as u64, tail_len as u64));
-            assert_eq!(read_all(&log), all, "tail of {tail_len} bytes (garbage: {garbage})");
+            let torn = log
+                .recovery_report()
+                .torn_tail
+                .clone()
+                .expect("a tail was cut");
+            assert_eq!(
+                (torn.position, torn.bytes_cut),
+                (bytes.len() as u64, tail_len as u64)
+            );
+            assert_eq!(
+                read_all(&log),
+                all,
+                "tail of {tail_len} bytes (garbage: {garbage})"
+            );
         }
     }
     // A 4 KiB zero hole inside the last frame (as a power-loss simulator produced).
@@ -144,10 +178,16 @@ fn zero_garbage_and_hole_tails_are_dropped_as_torn() {
     let mut damaged = bytes.clone();
     let hole_start = last_start + 40;
     let hole_end = (hole_start + 4096).min(damaged.len());
-    assert!(hole_end > hole_start, "the last frame is long enough for a hole");
+    assert!(
+        hole_end > hole_start,
+        "the last frame is long enough for a hole"
+    );
     damaged[hole_start..hole_end].fill(0);
     let log = open(&storage_with_segment(&damaged), &config).unwrap();
-    assert_eq!(log.recovery_report().torn_tail.as_ref().map(|t| t.position), Some(last_start as u64));
+    assert_eq!(
+        log.recovery_report().torn_tail.as_ref().map(|t| t.position),
+        Some(last_start as u64)
+    );
     assert_eq!(read_all(&log), flatten(&appends[..appends.len() - 1]));
 }
 
@@ -166,7 +206,11 @@ fn every_bit_flip_of_the_last_frame_is_a_torn_tail() {
         damaged[bit / 8] ^= 1 << (bit % 8);
         let log = open(&storage_with_segment(&damaged), &config).unwrap();
         let torn = log.recovery_report().torn_tail.clone();
-        assert_eq!(torn.map(|t| t.position), Some(last_start as u64), "bit {bit}");
+        assert_eq!(
+            torn.map(|t| t.position),
+            Some(last_start as u64),
+            "bit {bit}"
+        );
         assert_eq!(read_all(&log), expected, "bit {bit}");
     }
 }
@@ -187,12 +231,21 @@ fn every_bit_flip_below_the_recovery_checkpoint_is_corruption() {
         damaged[bit / 8] ^= 1 << (bit % 8);
         let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
         assert!(image.write_file(&segment_path(0), &damaged));
-        image.remove_file(&Path::new(DIR).join(CLEAN_SHUTDOWN_FILE)).unwrap();
+        image
+            .remove_file(&Path::new(DIR).join(CLEAN_SHUTDOWN_FILE))
+            .unwrap();
         match open(&image, &config) {
-            Err(Error::Corrupt { file, position, reason }) => {
+            Err(Error::Corrupt {
+                file,
+                position,
+                reason,
+            }) => {
                 assert_eq!(file, segment_path(0), "bit {bit}");
                 assert_eq!(position, start as u64, "bit {bit}: {reason}");
-                assert!(reason.contains("recovery checkpoint"), "bit {bit}: {reason}");
+                assert!(
+                    reason.contains("recovery checkpoint"),
+                    "bit {bit}: {reason}"
+                );
             }
             other => panic!("bit {bit}: expected corruption, got {other:?}"),
         }
@@ -208,7 +261,12 @@ fn every_bit_flip_in_a_sealed_segment_is_corruption() {
     let sealed = segment_path(0);
     let bytes = storage.read_file(&sealed).unwrap();
     let ends = frame_ends(&bytes);
-    let segments = storage.list_dir(Path::new(DIR)).unwrap().iter().filter(|name| name.ends_with(".log")).count();
+    let segments = storage
+        .list_dir(Path::new(DIR))
+        .unwrap()
+        .iter()
+        .filter(|name| name.ends_with(".log"))
+        .count();
     assert!(segments > 2, "segment 0 is sealed");
     let (start, end) = (SEGMENT_HEADER_LEN, ends[0]);
     assert!(end - start > 60, "a frame with a value");
@@ -218,10 +276,16 @@ fn every_bit_flip_in_a_sealed_segment_is_corruption() {
         // With the checkpoint lost, recovery verifies every segment at open.
         let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
         assert!(image.write_file(&sealed, &damaged));
-        image.remove_file(&Path::new(DIR).join(CHECKPOINT_FILE)).unwrap();
+        image
+            .remove_file(&Path::new(DIR).join(CHECKPOINT_FILE))
+            .unwrap();
         match open(&image, &config) {
             Err(Error::Corrupt { file, position, .. }) => {
-                assert_eq!((file, position), (sealed.clone(), start as u64), "bit {bit}");
+                assert_eq!(
+                    (file, position),
+                    (sealed.clone(), start as u64),
+                    "bit {bit}"
+                );
             }
             other => panic!("bit {bit}: expected corruption at open, got {other:?}"),
         }
@@ -229,11 +293,17 @@ fn every_bit_flip_in_a_sealed_segment_is_corruption() {
         // segment), and the damage is reported when the frame is read — never returned.
         let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
         assert!(image.write_file(&sealed, &damaged));
-        image.remove_file(&Path::new(DIR).join("00000000000000000000.index")).unwrap();
+        image
+            .remove_file(&Path::new(DIR).join("00000000000000000000.index"))
+            .unwrap();
         let log = open(&image, &config).unwrap();
         match log.read(0, 10, usize::MAX) {
             Err(Error::Corrupt { file, position, .. }) => {
-                assert_eq!((file, position), (sealed.clone(), start as u64), "bit {bit}");
+                assert_eq!(
+                    (file, position),
+                    (sealed.clone(), start as u64),
+                    "bit {bit}"
+                );
             }
             other => panic!("bit {bit}: expected corruption on read, got {other:?}"),
         }
