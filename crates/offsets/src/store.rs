@@ -383,7 +383,11 @@ impl OffsetStore {
         // applying one atomic sled batch is a compare-and-set of all of them: cheaper than a
         // sled transaction, which costs about 3 µs per key.
         for Prepared { commit, key, .. } in &prepared {
-            let current = match self.tree.get(key).map_err(|source| self.storage("read an offset", source))? {
+            let current = match self
+                .tree
+                .get(key)
+                .map_err(|source| self.storage("read an offset", source))?
+            {
                 None => None,
                 Some(bytes) => Some(self.decode_value(key, &bytes)?.offset),
             };
