@@ -145,7 +145,7 @@ impl TimerThread {
 #[derive(Debug)]
 pub(crate) struct Timer {
     deadline: Instant,
-    registered: bool,
+    registered: Option<Waker>,
 }
 
 impl Timer {
@@ -164,9 +164,14 @@ impl Future for Timer {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
-        if !self.registered {
+        // Register again if the task's waker changed since the last poll.
+        if !self
+            .registered
+            .as_ref()
+            .is_some_and(|known| known.will_wake(cx.waker()))
+        {
             timer_thread().register(self.deadline, cx.waker().clone());
-            self.registered = true;
+            self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
     }
