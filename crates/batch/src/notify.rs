@@ -152,7 +152,7 @@ impl Timer {
     pub(crate) fn at(deadline: Instant) -> Self {
         Timer {
             deadline,
-            registered: false,
+            registered: None,
         }
     }
 }
