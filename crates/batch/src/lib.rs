@@ -61,6 +61,7 @@ pub use crate::dead_letter::{
     HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::notify::{Signal, Timer, WaitSet};
 pub use crate::offsets::{MemoryOffsets, OffsetCommits};
 pub use crate::reader::{Attempt, Batch, PartitionReader, PartitionStats};
 pub use crate::state::{

@@ -1,6 +1,8 @@
-//! Waiting without a runtime: a [`Notifier`] that wakes blocked threads (condvar) and async
-//! tasks (wakers) when a reader's state changes, and a [`Timer`] future backed by one shared
-//! timer thread, so the async API works on any executor without tokio.
+//! Waiting without a runtime: a [`Signal`] that wakes blocked threads (condvar) and async
+//! tasks (wakers) when a reader's state changes (shared by all partitions of a group), a
+//! [`Timer`] future backed by one shared timer thread, and [`WaitSet`], which waits for any of
+//! a signal, new events in some logs, or a deadline — so the async API works on any executor
+//! without tokio.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -17,21 +19,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// A change counter with blocking and async waiters.
+/// A change counter with blocking and async waiters. Readers notify it on every ack and nack;
+/// it is also a [`Waker`] (through [`Wake`]), so a log can wake it when events arrive.
 #[derive(Debug, Default)]
-pub(crate) struct Notifier {
+pub struct Signal {
     state: Mutex<(u64, Vec<Waker>)>,
     changed: Condvar,
 }
 
-impl Notifier {
+impl Signal {
+    /// A new signal.
+    pub fn new() -> Arc<Signal> {
+        Arc::new(Signal::default())
+    }
+
     /// The current generation; pass it to a wait to wake on any later change.
-    pub(crate) fn generation(&self) -> u64 {
+    pub fn generation(&self) -> u64 {
         lock(&self.state).0
     }
 
     /// Records a change and wakes everyone waiting.
-    pub(crate) fn notify(&self) {
+    pub fn notify(&self) {
         let wakers = {
             let mut state = lock(&self.state);
             state.0 += 1;
@@ -44,7 +52,7 @@ impl Notifier {
     }
 
     /// Blocks until the generation passes `seen` or `timeout` elapses.
-    pub(crate) fn wait(&self, seen: u64, timeout: Duration) {
+    pub fn wait(&self, seen: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut state = lock(&self.state);
         while state.0 == seen {
@@ -61,7 +69,7 @@ impl Notifier {
     }
 
     /// Registers `waker` for the next change after `seen`; false if it already happened.
-    pub(crate) fn register(&self, seen: u64, waker: &Waker) -> bool {
+    pub fn register(&self, seen: u64, waker: &Waker) -> bool {
         let mut state = lock(&self.state);
         if state.0 != seen {
             return false;
@@ -73,7 +81,7 @@ impl Notifier {
     }
 }
 
-impl Wake for Notifier {
+impl Wake for Signal {
     fn wake(self: Arc<Self>) {
         self.notify();
     }
@@ -143,13 +151,14 @@ impl TimerThread {
 
 /// A future that completes at `deadline`.
 #[derive(Debug)]
-pub(crate) struct Timer {
+pub struct Timer {
     deadline: Instant,
     registered: Option<Waker>,
 }
 
 impl Timer {
-    pub(crate) fn at(deadline: Instant) -> Self {
+    /// A timer firing at `deadline`.
+    pub fn at(deadline: Instant) -> Self {
         Timer {
             deadline,
             registered: None,
@@ -174,5 +183,71 @@ impl Future for Timer {
             self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Waits for the first of: `signal` moving past `seen`, any `(log, offset)` becoming visible,
+/// or `deadline`. Blocking ([`WaitSet::block`]) or as a future on any executor.
+#[derive(Debug)]
+pub struct WaitSet {
+    signal: Arc<Signal>,
+    seen: u64,
+    logs: Vec<(Arc<weir_log::Log>, u64)>,
+    timer: Timer,
+}
+
+impl WaitSet {
+    /// A wait for a change after generation `seen` of `signal`, or until `deadline`.
+    pub fn new(signal: Arc<Signal>, seen: u64, deadline: Instant) -> Self {
+        WaitSet {
+            signal,
+            seen,
+            logs: Vec::new(),
+            timer: Timer::at(deadline),
+        }
+    }
+
+    /// Also wake when `offset` becomes visible in `log`.
+    pub fn log(&mut self, log: Arc<weir_log::Log>, offset: u64) {
+        self.logs.push((log, offset));
+    }
+
+    /// Blocks this thread until the first event of the set.
+    pub fn block(self) {
+        let waker = Waker::from(self.signal.clone());
+        let mut context = Context::from_waker(&waker);
+        for (log, offset) in &self.logs {
+            // Registers the signal as the log's waker; ready means the events are there.
+            if std::pin::pin!(log.wait_for_async(*offset))
+                .poll(&mut context)
+                .is_ready()
+            {
+                return;
+            }
+        }
+        let timeout = self
+            .timer
+            .deadline
+            .saturating_duration_since(Instant::now());
+        self.signal.wait(self.seen, timeout);
+    }
+}
+
+impl Future for WaitSet {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.signal.register(self.seen, cx.waker()) {
+            return Poll::Ready(());
+        }
+        for (log, offset) in &self.logs {
+            if std::pin::pin!(log.wait_for_async(*offset))
+                .poll(cx)
+                .is_ready()
+            {
+                return Poll::Ready(());
+            }
+        }
+        Pin::new(&mut self.timer).poll(cx)
     }
 }

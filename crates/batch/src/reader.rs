@@ -6,10 +6,7 @@
 //! short); `commit` serializes commits so the committed offset only moves forward and the
 //! compare-and-set expectation stays exact. `commit` is never taken while `state` is held.
 
-use std::future::Future;
-use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use weir_log::{Clock, Event, Log};
@@ -17,7 +14,7 @@ use weir_log::{Clock, Event, Log};
 use crate::config::{BatchConfig, CommitPolicy};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::{Error, Result};
-use crate::notify::{Notifier, Timer};
+use crate::notify::{Signal, WaitSet};
 use crate::offsets::OffsetCommits;
 use crate::state::{
     BatchId, CloseReason, Lease, Next, PartitionState, SettleError, StateConfig, StateStats,
@@ -139,7 +136,7 @@ pub struct PartitionReader {
     clock: Arc<dyn Clock>,
     state: Mutex<Fetcher>,
     commit: Mutex<CommitState>,
-    notifier: Arc<Notifier>,
+    signal: Arc<Signal>,
 }
 
 impl std::fmt::Debug for PartitionReader {
@@ -222,7 +219,7 @@ impl PartitionReader {
                 acks_since_commit: 0,
                 last_commit_ms: now,
             }),
-            notifier: Arc::new(Notifier::default()),
+            signal: Signal::new(),
         })
     }
 
@@ -334,32 +331,11 @@ impl PartitionReader {
     pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let seen = self.notifier.generation();
-            let (until_ms, log_offset) = match self.try_next_batch()? {
-                Attempt::Batch(batch) => return Ok(Some(batch)),
-                Attempt::Wait {
-                    until_ms,
-                    log_offset,
-                } => (until_ms, log_offset),
-            };
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
+            match self.wait_set(deadline)? {
+                Ok(batch) => return Ok(Some(batch)),
+                Err(None) => return Ok(None),
+                Err(Some(wait)) => wait.block(),
             }
-            let wake = self.wake_instant(until_ms, deadline);
-            if let Some(offset) = log_offset {
-                // Let the log wake this reader's notifier when the offset arrives.
-                let waker = Waker::from(self.notifier.clone());
-                let mut context = Context::from_waker(&waker);
-                if pin!(self.log.wait_for_async(offset))
-                    .poll(&mut context)
-                    .is_ready()
-                {
-                    continue;
-                }
-            }
-            self.notifier
-                .wait(seen, wake.saturating_duration_since(Instant::now()));
         }
     }
 
@@ -371,26 +347,54 @@ impl PartitionReader {
     pub async fn next_batch_async(&self, timeout: Duration) -> Result<Option<Batch>> {
         let deadline = Instant::now() + timeout;
         loop {
-            let seen = self.notifier.generation();
-            let (until_ms, log_offset) = match self.try_next_batch()? {
-                Attempt::Batch(batch) => return Ok(Some(batch)),
-                Attempt::Wait {
-                    until_ms,
-                    log_offset,
-                } => (until_ms, log_offset),
-            };
-            if Instant::now() >= deadline {
-                return Ok(None);
+            match self.wait_set(deadline)? {
+                Ok(batch) => return Ok(Some(batch)),
+                Err(None) => return Ok(None),
+                Err(Some(wait)) => wait.await,
             }
-            let wake = self.wake_instant(until_ms, deadline);
-            WaitAny {
-                notifier: &self.notifier,
-                seen,
-                log: log_offset.map(|offset| Box::pin(self.log.wait_for_async(offset))),
-                timer: Timer::at(wake),
-            }
-            .await;
         }
+    }
+
+    /// One attempt: a batch, or what to wait for (`None` once `deadline` passed).
+    fn wait_set(&self, deadline: Instant) -> Result<std::result::Result<Batch, Option<WaitSet>>> {
+        let seen = self.signal.generation();
+        match self.try_next_batch()? {
+            Attempt::Batch(batch) => Ok(Ok(batch)),
+            Attempt::Wait { .. } if Instant::now() >= deadline => Ok(Err(None)),
+            Attempt::Wait {
+                until_ms,
+                log_offset,
+            } => {
+                let mut wait = WaitSet::new(
+                    self.signal.clone(),
+                    seen,
+                    self.wake_instant(until_ms, deadline),
+                );
+                if let Some(offset) = log_offset {
+                    wait.log(self.log.clone(), offset);
+                }
+                Ok(Err(Some(wait)))
+            }
+        }
+    }
+
+    /// Shares `signal` with other readers (all partitions of a group), so one wait covers them
+    /// all. Call it before the reader is shared.
+    #[must_use]
+    pub fn with_signal(mut self, signal: Arc<Signal>) -> Self {
+        self.signal = signal;
+        self
+    }
+
+    /// The log this reader consumes.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    /// The deadline of the reader's next scheduled change for an [`Attempt::Wait`] (by the
+    /// reader's clock), as an instant no later than `deadline`.
+    pub fn wake_instant(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
+        self.wake_at(until_ms, deadline)
     }
 
     /// Acknowledges a batch: its events are done. The barrier advances over every batch
@@ -403,7 +407,7 @@ impl PartitionReader {
         lock(&self.state)
             .ack(id)
             .map_err(|error| settle_error(error, id))?;
-        self.notifier.notify();
+        self.signal.notify();
         self.after_settle(1)
     }
 
@@ -418,7 +422,7 @@ impl PartitionReader {
         lock(&self.state)
             .nack(id, delay_ms, reason.map(str::to_string), now)
             .map_err(|error| settle_error(error, id))?;
-        self.notifier.notify();
+        self.signal.notify();
         Ok(())
     }
 
@@ -610,7 +614,7 @@ impl PartitionReader {
     }
 
     /// When to wake: at the state's next deadline (by the reader's clock) or the caller's.
-    fn wake_instant(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
+    fn wake_at(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
         let interval_due = match self.config.commit_policy {
             CommitPolicy::Interval { interval_ms, .. } => Some(
                 lock(&self.commit)
@@ -638,29 +642,5 @@ fn settle_error(error: SettleError, id: BatchId) -> Error {
         SettleError::Unknown => Error::UnknownBatch(id),
         SettleError::Expired => Error::LeaseExpired(id),
         SettleError::AlreadySettled => Error::AlreadySettled(id),
-    }
-}
-
-/// Completes when the notifier moves past `seen`, the log reaches the offset, or the timer fires.
-struct WaitAny<'a> {
-    notifier: &'a Notifier,
-    seen: u64,
-    log: Option<Pin<Box<weir_log::WaitForOffset<'a>>>>,
-    timer: Timer,
-}
-
-impl Future for WaitAny<'_> {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.notifier.register(self.seen, cx.waker()) {
-            return Poll::Ready(());
-        }
-        if let Some(log) = self.log.as_mut() {
-            if log.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        Pin::new(&mut self.timer).poll(cx)
     }
 }

@@ -179,7 +179,11 @@ struct Inner {
     maintenance: Mutex<()>,
     poison: OnceLock<Arc<Error>>,
     report: RecoveryReport,
+    sync_observer: OnceLock<SyncObserver>,
 }
+
+/// Called after every fsync of appended data with how long it took (for metrics).
+pub type SyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// One partition's durable, segmented, append-only log. `Send + Sync`: share it with `Arc`.
 ///
@@ -297,6 +301,7 @@ impl Log {
                 maintenance: Mutex::new(()),
                 poison: OnceLock::new(),
                 report,
+                sync_observer: OnceLock::new(),
                 dir,
                 config,
                 storage,
@@ -336,6 +341,22 @@ impl Log {
     /// for their fsync).
     pub fn next_offset(&self) -> u64 {
         lock(&self.inner.writer).end.next_offset
+    }
+
+    /// Installs a function called after every fsync of appended data with its duration (once;
+    /// later calls are ignored). weir-store uses it for its fsync metrics.
+    pub fn observe_syncs(&self, observer: SyncObserver) {
+        let _ = self.inner.sync_observer.set(observer);
+    }
+
+    /// Runs `sync_data` on `file`, reporting its duration to the observer.
+    fn timed_sync(&self, file: &dyn StorageFile) -> std::io::Result<()> {
+        let started = Instant::now();
+        let result = file.sync_data();
+        if let Some(observer) = self.inner.sync_observer.get() {
+            observer(started.elapsed());
+        }
+        result
     }
 
     /// The error that poisoned the log, if any.
@@ -515,7 +536,7 @@ impl Log {
     /// and directory entry are durable before anything is written to it.
     fn roll(&self, writer: &mut Writer, now_ms: u64) -> Result<()> {
         let inner = &self.inner;
-        if let Err(source) = writer.file.sync_data() {
+        if let Err(source) = self.timed_sync(&*writer.file) {
             return Err(self.poison(Error::io("fsync", &writer.active.path, source)));
         }
         self.mark_durable(writer.end);
@@ -649,7 +670,7 @@ impl Log {
         if !target.is_after(&lock(&inner.sync).durable) {
             return Ok(());
         }
-        if let Err(source) = file.sync_data() {
+        if let Err(source) = self.timed_sync(&*file) {
             return Err(self.poison(Error::io("fsync", &path, source)));
         }
         self.mark_durable(target);

@@ -1,0 +1,435 @@
+//! Consumer groups in the store: a [`Group`] is one (group, topic) active in this process, with
+//! one `PartitionReader` per partition sharing one wake-up signal; every [`Consumer`] of the
+//! group is a member leasing batches from those readers. Also group description and reset.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use weir_batch::{Attempt, Batch, BatchId, PartitionReader, Signal, WaitSet};
+
+use crate::dead_letter::{dead_letter_topic, TopicDeadLetterSink};
+use crate::error::{Error, Result};
+use crate::store::{lock, Inner, Store};
+use crate::topic::Topic;
+
+/// A consumer group's batch settings (weir-batch's [`weir_batch::BatchConfig`]).
+pub type ConsumerConfig = weir_batch::BatchConfig;
+
+/// One (group, topic) active in this process.
+pub(crate) struct Group {
+    pub name: String,
+    pub topic: String,
+    pub config: ConsumerConfig,
+    pub readers: Vec<Arc<PartitionReader>>,
+    signal: Arc<Signal>,
+    next_partition: AtomicUsize,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// The group's shared state: the existing one if a member is alive, otherwise new readers
+    /// resuming at the committed offsets.
+    pub(crate) fn join(
+        inner: &Arc<Inner>,
+        name: &str,
+        topic: &Topic,
+        config: ConsumerConfig,
+    ) -> Result<Arc<Group>> {
+        config.validate()?;
+        let key = (name.to_string(), topic.meta.name.clone());
+        let mut groups = lock(&inner.groups);
+        if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
+            if group.config != config {
+                return Err(Error::GroupConfigMismatch {
+                    group: name.to_string(),
+                    topic: topic.meta.name.clone(),
+                });
+            }
+            return Ok(group);
+        }
+        let signal = Signal::new();
+        let sink = Arc::new(TopicDeadLetterSink {
+            store: Arc::downgrade(inner),
+            topic: dead_letter_topic(name),
+        });
+        let mut readers = Vec::with_capacity(topic.partitions.len());
+        for (partition, log) in topic.partitions.iter().enumerate() {
+            let reader = PartitionReader::open(
+                name,
+                &topic.meta.name,
+                partition as u32,
+                log.clone(),
+                inner.offsets.clone(),
+                sink.clone(),
+                config.clone(),
+                inner.config.clock.clone(),
+            )?
+            .with_signal(signal.clone());
+            readers.push(Arc::new(reader));
+        }
+        let group = Arc::new(Group {
+            name: name.to_string(),
+            topic: topic.meta.name.clone(),
+            config,
+            readers,
+            signal,
+            next_partition: AtomicUsize::new(0),
+        });
+        groups.retain(|_, group| group.strong_count() > 0);
+        groups.insert(key, Arc::downgrade(&group));
+        tracing::info!(group = name, topic = %topic.meta.name, "consumer group active");
+        Ok(group)
+    }
+
+    /// One pass over the partitions (starting after the last one served): a batch, or the
+    /// wait that covers them all.
+    fn attempt(&self, deadline: Instant) -> Result<std::result::Result<Batch, Option<WaitSet>>> {
+        let seen = self.signal.generation();
+        let count = self.readers.len();
+        let start = self.next_partition.fetch_add(1, Ordering::Relaxed);
+        let mut wait_until = deadline;
+        let mut logs = Vec::new();
+        for i in 0..count {
+            let reader = &self.readers[(start + i) % count];
+            match reader.try_next_batch()? {
+                Attempt::Batch(batch) => {
+                    crate::metrics::delivered(&self.name, &self.topic, &batch);
+                    return Ok(Ok(batch));
+                }
+                Attempt::Wait {
+                    until_ms,
+                    log_offset,
+                } => {
+                    wait_until = wait_until.min(reader.wake_instant(until_ms, deadline));
+                    if let Some(offset) = log_offset {
+                        logs.push((reader.log().clone(), offset));
+                    }
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(Err(None));
+        }
+        let mut wait = WaitSet::new(self.signal.clone(), seen, wait_until);
+        for (log, offset) in logs {
+            wait.log(log, offset);
+        }
+        Ok(Err(Some(wait)))
+    }
+
+    fn reader(&self, partition: u32) -> Result<&Arc<PartitionReader>> {
+        self.readers
+            .get(partition as usize)
+            .ok_or_else(|| Error::PartitionOutOfRange {
+                topic: self.topic.clone(),
+                partition,
+                partitions: self.readers.len() as u32,
+            })
+    }
+
+    /// Commits every partition's barrier now.
+    pub(crate) fn commit_all(&self) -> Result<()> {
+        for reader in &self.readers {
+            reader.commit()?;
+        }
+        Ok(())
+    }
+}
+
+/// A member of a consumer group: leases batches, acks and nacks them.
+///
+/// Members of one group share its state; dropping the last member of a group leaves its
+/// committed offsets in place and forgets its in-memory leases (they would have expired).
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    // Keeps the store open while a member is alive.
+    _store: Store,
+    group: Arc<Group>,
+}
+
+impl Consumer {
+    pub(crate) fn new(store: Store, group: Arc<Group>) -> Self {
+        Consumer {
+            _store: store,
+            group,
+        }
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.group.name
+    }
+
+    /// The topic consumed.
+    pub fn topic(&self) -> &str {
+        &self.group.topic
+    }
+
+    /// Waits up to `timeout` for the next batch of any partition; `None` if none came (a
+    /// normal answer). Redeliveries come before newer batches of their partition.
+    ///
+    /// # Errors
+    /// [`Error::Batch`] if a log cannot be read, the dead-letter topic cannot be written, or a
+    /// due commit failed.
+    pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.group.attempt(deadline)? {
+                Ok(batch) => return Ok(Some(batch)),
+                Err(None) => return Ok(None),
+                Err(Some(wait)) => wait.block(),
+            }
+        }
+    }
+
+    /// [`Consumer::next_batch`] for async code: waits without blocking a thread, on any
+    /// executor.
+    ///
+    /// # Errors
+    /// As [`Consumer::next_batch`].
+    pub async fn next_batch_async(&self, timeout: Duration) -> Result<Option<Batch>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.group.attempt(deadline)? {
+                Ok(batch) => return Ok(Some(batch)),
+                Err(None) => return Ok(None),
+                Err(Some(wait)) => wait.await,
+            }
+        }
+    }
+
+    /// Acknowledges a batch; the group's committed offset advances over every batch
+    /// acknowledged without a gap (per the commit policy).
+    ///
+    /// # Errors
+    /// [`Error::Batch`] for an unknown, expired or already settled batch, or a failed commit.
+    pub fn ack(&self, batch: &Batch) -> Result<()> {
+        self.ack_id(batch.partition, batch.id)
+    }
+
+    /// Acknowledges a batch by partition and id (e.g. from another process's record).
+    ///
+    /// # Errors
+    /// As [`Consumer::ack`]; [`Error::PartitionOutOfRange`].
+    pub fn ack_id(&self, partition: u32, id: BatchId) -> Result<()> {
+        self.group.reader(partition)?.ack(id)?;
+        crate::metrics::acked(&self.group.name, &self.group.topic);
+        Ok(())
+    }
+
+    /// Gives a batch back for redelivery after `delay` (or dead-lettering once it reached
+    /// `max_attempts`), with an optional reason carried into the dead letter.
+    ///
+    /// # Errors
+    /// [`Error::Batch`] for an unknown, expired or already settled batch.
+    pub fn nack(&self, batch: &Batch, delay: Duration, reason: Option<&str>) -> Result<()> {
+        self.nack_id(batch.partition, batch.id, delay, reason)
+    }
+
+    /// [`Consumer::nack`] by partition and id.
+    ///
+    /// # Errors
+    /// As [`Consumer::nack`]; [`Error::PartitionOutOfRange`].
+    pub fn nack_id(
+        &self,
+        partition: u32,
+        id: BatchId,
+        delay: Duration,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.group.reader(partition)?.nack(id, delay, reason)?;
+        Ok(())
+    }
+
+    /// Commits the group's acknowledged progress now (for the interval commit policy).
+    ///
+    /// # Errors
+    /// [`Error::Batch`] if a commit failed.
+    pub fn commit(&self) -> Result<()> {
+        self.group.commit_all()
+    }
+}
+
+/// Where [`Store::reset_group`] moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The partition's first readable offset.
+    Earliest,
+    /// The partition's end: only new events are delivered.
+    Latest,
+    /// This offset (clamped into the partition's range).
+    Offset(u64),
+    /// The first event at or after this time (ms since the Unix epoch); the end if none.
+    TimeMs(u64),
+}
+
+/// A group's progress, per topic partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupDescription {
+    /// The group.
+    pub group: String,
+    /// Per (topic, partition).
+    pub partitions: Vec<GroupPartitionStatus>,
+}
+
+/// One partition of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupPartitionStatus {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// The committed offset (next to read).
+    pub committed_offset: u64,
+    /// The partition's end offset.
+    pub end_offset: u64,
+    /// Events not yet committed.
+    pub lag_events: u64,
+    /// Newest event's timestamp minus the first uncommitted event's (0 without lag).
+    pub lag_ms: u64,
+    /// Whether a consumer of this group is active in this process.
+    pub active: bool,
+    /// Batches leased or waiting for redelivery.
+    pub in_flight: u32,
+    /// Age of the oldest unacknowledged batch, in ms.
+    pub oldest_unacked_age_ms: Option<u64>,
+    /// Redeliveries since the group became active.
+    pub redeliveries: u64,
+    /// Batches dead-lettered since the group became active.
+    pub dead_letters: u64,
+}
+
+pub(crate) fn describe_group(inner: &Arc<Inner>, group: &str) -> Result<GroupDescription> {
+    inner.check_open()?;
+    weir_offsets::validate_name(group)?;
+    let mut partitions = Vec::new();
+    let active: Vec<Arc<Group>> = lock(&inner.groups)
+        .iter()
+        .filter(|((name, _), _)| name == group)
+        .filter_map(|(_, g)| g.upgrade())
+        .collect();
+    for g in &active {
+        for reader in &g.readers {
+            let stats = reader.stats()?;
+            partitions.push(GroupPartitionStatus {
+                topic: g.topic.clone(),
+                partition: reader.partition(),
+                committed_offset: stats.committed_offset,
+                end_offset: stats.end_offset,
+                lag_events: stats.lag_events,
+                lag_ms: stats.lag_ms,
+                active: true,
+                in_flight: stats.state.in_flight,
+                oldest_unacked_age_ms: stats.state.oldest_unacked_age_ms,
+                redeliveries: stats.state.redeliveries,
+                dead_letters: stats.state.dead_letters,
+            });
+        }
+    }
+    for committed in inner.offsets.describe_group(group)?.partitions {
+        if active.iter().any(|g| g.topic == committed.topic) {
+            continue;
+        }
+        let Ok(topic) = inner.topic(&committed.topic) else {
+            continue;
+        };
+        let Ok(log) = topic.log(committed.partition) else {
+            continue;
+        };
+        let offset = committed.committed.offset;
+        let end = log.end_offset();
+        let lag_events = end.saturating_sub(offset);
+        let lag_ms = if lag_events == 0 || offset < log.start_offset() {
+            0
+        } else {
+            let at = |o: u64| {
+                let batch = log.read(o, 1, usize::MAX).ok()?;
+                let timestamp = batch.iter().next().map(|e| e.timestamp_ms);
+                timestamp
+            };
+            match (at(offset), at(end - 1)) {
+                (Some(first), Some(head)) => head.saturating_sub(first),
+                _ => 0,
+            }
+        };
+        partitions.push(GroupPartitionStatus {
+            topic: committed.topic.clone(),
+            partition: committed.partition,
+            committed_offset: offset,
+            end_offset: end,
+            lag_events,
+            lag_ms,
+            active: false,
+            in_flight: 0,
+            oldest_unacked_age_ms: None,
+            redeliveries: 0,
+            dead_letters: 0,
+        });
+    }
+    if partitions.is_empty() {
+        return Err(Error::UnknownGroup(group.to_string()));
+    }
+    partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    Ok(GroupDescription {
+        group: group.to_string(),
+        partitions,
+    })
+}
+
+pub(crate) fn reset_group(
+    inner: &Arc<Inner>,
+    group: &str,
+    topic_name: &str,
+    to: ResetTo,
+    partition: Option<u32>,
+) -> Result<Vec<(u32, u64)>> {
+    inner.check_open()?;
+    weir_offsets::validate_name(group)?;
+    if inner
+        .active_groups()
+        .iter()
+        .any(|(g, t)| g == group && t == topic_name)
+    {
+        return Err(Error::GroupActive {
+            group: group.to_string(),
+            topic: topic_name.to_string(),
+        });
+    }
+    let topic = inner.topic(topic_name)?;
+    let partitions: Vec<u32> = match partition {
+        Some(partition) => {
+            topic.log(partition)?;
+            vec![partition]
+        }
+        None => (0..topic.partition_count()).collect(),
+    };
+    let mut moved = Vec::new();
+    for partition in partitions {
+        let log = topic.log(partition)?;
+        let (start, end) = (log.start_offset(), log.end_offset());
+        let offset = match to {
+            ResetTo::Earliest => start,
+            ResetTo::Latest => end,
+            ResetTo::Offset(offset) => offset.clamp(start, end),
+            ResetTo::TimeMs(time) => log
+                .offset_for_time(time)
+                .map_err(|e| Error::from_log(topic_name, partition, e))?
+                .unwrap_or(end),
+        };
+        inner.offsets.reset(group, topic_name, partition, offset)?;
+        moved.push((partition, offset));
+    }
+    tracing::info!(group, topic = topic_name, ?to, "group reset");
+    Ok(moved)
+}

@@ -1,0 +1,219 @@
+//! The one error type of weir-store. Errors from the crates below keep their source; the ones a
+//! caller acts on (a name, a limit, an offset) get their own variants naming the topic and
+//! partition.
+
+use std::path::PathBuf;
+
+/// weir-store's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in weir-store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file-system call on the store's own files failed.
+    #[error("I/O error while trying to {op} {}: {source}", path.display())]
+    Io {
+        /// What the store was doing.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A partition's log failed: I/O, corruption (file and byte position), or poisoned after a
+    /// failed write or fsync (reopen the store).
+    #[error("topic {topic:?} partition {partition}: {source}")]
+    Log {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The log's error.
+        #[source]
+        source: weir_log::Error,
+    },
+
+    /// The offsets store failed or refused (conflict, damage: see the source).
+    #[error("offsets store: {0}")]
+    Offsets(#[from] weir_offsets::Error),
+
+    /// The batch reader failed or refused an ack or nack (see the source).
+    #[error("consumer: {0}")]
+    Batch(#[from] weir_batch::Error),
+
+    /// A store file is damaged (topic metadata).
+    #[error("corrupt store file {}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// Another process (or another `Store` in this one) has the data directory open.
+    #[error("the data directory is locked by another process or handle ({})", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+
+    /// A topic or group name breaks the naming rule.
+    #[error("{0}")]
+    InvalidName(#[from] weir_offsets::InvalidName),
+
+    /// A configuration field is invalid.
+    #[error("invalid config field `{field}`: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+
+    /// A topic of that name exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+
+    /// No topic of that name exists.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+
+    /// The partition is not one of the topic's.
+    #[error("topic {topic:?} has {partitions} partitions; partition {partition} is out of range")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// The topic's partition count.
+        partitions: u32,
+    },
+
+    /// An event or append breaks a limit or cannot be encoded (checked before anything is written).
+    #[error("topic {topic:?} partition {partition}: {source}")]
+    InvalidEvent {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// What the log said.
+        #[source]
+        source: weir_log::Error,
+    },
+
+    /// `expected_offset` did not match the partition's end (optimistic concurrency).
+    #[error("topic {topic:?} partition {partition}: expected the end at offset {expected}, but it is {actual}")]
+    UnexpectedOffset {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// What the caller expected.
+        expected: u64,
+        /// The partition's actual end offset.
+        actual: u64,
+    },
+
+    /// An offset below the partition's start (removed by retention) or past its end.
+    #[error(
+        "topic {topic:?} partition {partition}: offset {offset} is out of range {start}..{end}"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset.
+        start: u64,
+        /// The end offset.
+        end: u64,
+    },
+
+    /// A produce that cannot be done as asked (e.g. `expected_offset` over several partitions).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+
+    /// The group has consumers in this process; stop them before resetting or deleting it.
+    #[error("group {group:?} is active on topic {topic:?}: drop its consumers first")]
+    GroupActive {
+        /// The group.
+        group: String,
+        /// The topic it consumes.
+        topic: String,
+    },
+
+    /// The group runs with other batch settings in this process.
+    #[error("group {group:?} on topic {topic:?} already runs with other batch settings")]
+    GroupConfigMismatch {
+        /// The group.
+        group: String,
+        /// The topic.
+        topic: String,
+    },
+
+    /// The group has no committed offsets and no consumers.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+
+    /// The store was closed.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Maps a log error to the store's variant for it, naming the topic and partition.
+    pub(crate) fn from_log(topic: &str, partition: u32, error: weir_log::Error) -> Error {
+        let topic = topic.to_string();
+        match error {
+            weir_log::Error::UnexpectedOffset { expected, actual } => Error::UnexpectedOffset {
+                topic,
+                partition,
+                expected,
+                actual,
+            },
+            weir_log::Error::OffsetOutOfRange { offset, start, end } => Error::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            },
+            source @ (weir_log::Error::EmptyAppend
+            | weir_log::Error::EventTooLarge { .. }
+            | weir_log::Error::AppendTooLarge { .. }
+            | weir_log::Error::InvalidEvent { .. }) => Error::InvalidEvent {
+                topic,
+                partition,
+                source,
+            },
+            weir_log::Error::Closed => Error::Closed,
+            source => Error::Log {
+                topic,
+                partition,
+                source,
+            },
+        }
+    }
+
+    /// True if bytes on disk are damaged.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } => true,
+            Error::Log { source, .. } => source.is_corruption(),
+            _ => false,
+        }
+    }
+}

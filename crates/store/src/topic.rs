@@ -1,0 +1,189 @@
+//! Topics on disk: `topics/<name>/topic.json` (the metadata, written last and crash-safely:
+//! temporary file, fsync, rename, directory fsync) and one weir-log directory per partition,
+//! `topics/<name>/<partition>/`. A topic directory without a metadata file is an interrupted
+//! creation and is removed at open; a deleted topic is first renamed to `.deleted-<name>-<n>`
+//! (atomic), then removed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use weir_log::Log;
+
+use crate::config::{StoreConfig, TopicConfig};
+use crate::error::{Error, Result};
+
+/// The metadata file of a topic.
+pub(crate) const TOPIC_FILE: &str = "topic.json";
+/// The format version of `topic.json` written by this code.
+pub(crate) const TOPIC_FORMAT_VERSION: u32 = 1;
+/// Prefix of a topic directory being deleted.
+pub(crate) const DELETED_PREFIX: &str = ".deleted-";
+/// The largest metadata file read.
+const TOPIC_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+/// What `topic.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TopicMeta {
+    pub format_version: u32,
+    pub name: String,
+    pub created_ms: u64,
+    pub config: TopicConfig,
+}
+
+/// An open topic: its settings and one log per partition.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    pub meta: TopicMeta,
+    pub dir: PathBuf,
+    pub partitions: Vec<Arc<Log>>,
+    round_robin: AtomicU64,
+}
+
+impl Topic {
+    pub(crate) fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub(crate) fn log(&self, partition: u32) -> Result<&Arc<Log>> {
+        self.partitions
+            .get(partition as usize)
+            .ok_or_else(|| Error::PartitionOutOfRange {
+                topic: self.meta.name.clone(),
+                partition,
+                partitions: self.partition_count(),
+            })
+    }
+
+    /// The next partition in round-robin order.
+    pub(crate) fn next_round_robin(&self) -> u32 {
+        (self.round_robin.fetch_add(1, Ordering::Relaxed) % u64::from(self.partition_count()))
+            as u32
+    }
+
+    /// Creates the topic's directories and logs, then its metadata file (the commit point).
+    pub(crate) fn create(topics_dir: &Path, meta: TopicMeta, store: &StoreConfig) -> Result<Topic> {
+        let dir = topics_dir.join(&meta.name);
+        fs::create_dir(&dir).map_err(|e| Error::io("create topic directory", &dir, e))?;
+        sync_dir(topics_dir)?;
+        let topic = Topic::open_logs(dir, meta, store)?;
+        write_meta(&topic.dir, &topic.meta)?;
+        Ok(topic)
+    }
+
+    /// Opens a topic directory whose metadata file exists.
+    pub(crate) fn open(dir: PathBuf, store: &StoreConfig) -> Result<Topic> {
+        let meta = read_meta(&dir)?;
+        let named = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if meta.name != named {
+            return Err(Error::Corrupt {
+                path: dir.join(TOPIC_FILE),
+                reason: format!(
+                    "names topic {:?} but lives in directory {named:?}",
+                    meta.name
+                ),
+            });
+        }
+        Topic::open_logs(dir, meta, store)
+    }
+
+    fn open_logs(dir: PathBuf, meta: TopicMeta, store: &StoreConfig) -> Result<Topic> {
+        let log_config = meta.config.log_config(store);
+        let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
+        for partition in 0..meta.config.partitions {
+            let log = Log::open_with(
+                dir.join(partition.to_string()),
+                log_config.clone(),
+                Arc::new(weir_log::StdStorage),
+                store.clock.clone(),
+            )
+            .map_err(|e| Error::from_log(&meta.name, partition, e))?;
+            partitions.push(Arc::new(log));
+        }
+        Ok(Topic {
+            meta,
+            dir,
+            partitions,
+            round_robin: AtomicU64::new(0),
+        })
+    }
+
+    /// Closes every partition cleanly.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut first_error = None;
+        for (partition, log) in self.partitions.iter().enumerate() {
+            if let Err(error) = log.close() {
+                tracing::error!(topic = %self.meta.name, partition, %error, "closing a partition failed");
+                first_error.get_or_insert(Error::from_log(
+                    &self.meta.name,
+                    partition as u32,
+                    error,
+                ));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<()> {
+    let path = dir.join(TOPIC_FILE);
+    let tmp = dir.join(format!("{TOPIC_FILE}.tmp"));
+    let mut bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: format!("cannot encode topic metadata: {e}"),
+    })?;
+    bytes.push(b'\n');
+    let mut file = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all(&bytes)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
+    sync_dir(dir)
+}
+
+fn read_meta(dir: &Path) -> Result<TopicMeta> {
+    let path = dir.join(TOPIC_FILE);
+    let len = fs::metadata(&path)
+        .map_err(|e| Error::io("stat", &path, e))?
+        .len();
+    if len > TOPIC_FILE_BYTES_MAX {
+        return Err(Error::Corrupt {
+            path,
+            reason: format!("{len} bytes is too large for topic metadata"),
+        });
+    }
+    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        path: path.clone(),
+        reason: format!("not valid topic metadata: {e}"),
+    })?;
+    if meta.format_version != TOPIC_FORMAT_VERSION {
+        return Err(Error::Corrupt {
+            path,
+            reason: format!("unsupported format version {}", meta.format_version),
+        });
+    }
+    Ok(meta)
+}
+
+/// Fsyncs a directory so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Removes a topic's directory: an atomic rename out of the way first, so a crash midway
+/// leaves either the whole topic or a `.deleted-` directory that the next open removes.
+pub(crate) fn remove_topic_dir(topics_dir: &Path, name: &str, nonce: u64) -> Result<()> {
+    let dir = topics_dir.join(name);
+    let doomed = topics_dir.join(format!("{DELETED_PREFIX}{name}-{nonce}"));
+    fs::rename(&dir, &doomed).map_err(|e| Error::io("rename away", &dir, e))?;
+    sync_dir(topics_dir)?;
+    fs::remove_dir_all(&doomed).map_err(|e| Error::io("remove", &doomed, e))?;
+    sync_dir(topics_dir)
+}
