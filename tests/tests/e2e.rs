@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use weir_log::sim::SplitMix64;
 use weir_store::{CommitPolicy, ConsumerConfig, Partitioning, Record, Store, TopicConfig};
 
+/// Bytes by (partition, offset), shared between threads.
+type SharedValues = Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>>;
+
 #[derive(Debug, Clone, Copy)]
 struct Delivery {
     partition: u32,
@@ -37,10 +40,10 @@ fn many_producers_and_members_deliver_everything_in_order_and_commit_only_acknow
     config.max_in_flight = 1;
     config.max_attempts = 1000;
 
-    let produced: Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>> = Arc::default();
+    let produced: SharedValues = Arc::default();
     let deliveries: Arc<Mutex<Vec<Delivery>>> = Arc::default();
     let acked: Arc<Mutex<BTreeSet<(u32, u64)>>> = Arc::default();
-    let delivered_values: Arc<Mutex<BTreeMap<(u32, u64), Vec<u8>>>> = Arc::default();
+    let delivered_values: SharedValues = Arc::default();
     let producing = Arc::new(AtomicBool::new(true));
 
     let producers: Vec<_> = (0..PRODUCERS)
