@@ -390,6 +390,21 @@ impl Log {
         events: &[AppendEvent<'_>],
         expected_offset: Option<u64>,
     ) -> Result<u64> {
+        self.append_start(events, expected_offset)?.wait()
+    }
+
+    /// The first half of an append: checks, assigns offsets and writes the frame, without
+    /// waiting for its fsync. Nothing is acknowledged until [`PendingAppend::wait`] returns;
+    /// use it to write to several logs first and then wait for all of their fsyncs (weir-store
+    /// does this for a produce that spans partitions).
+    ///
+    /// # Errors
+    /// As [`Log::append`] (`expected_offset` as [`Log::append_expected`]).
+    pub fn append_start(
+        &self,
+        events: &[AppendEvent<'_>],
+        expected_offset: Option<u64>,
+    ) -> Result<PendingAppend<'_>> {
         let frame_len = self.check_append(events)?;
         let inner = &self.inner;
         let (first_offset, end, rolled) = {
@@ -448,8 +463,19 @@ impl Log {
             }
             (first_offset, end, rolled)
         };
+        Ok(PendingAppend {
+            log: self,
+            first_offset,
+            end_offset: end.next_offset,
+            rolled,
+        })
+    }
+
+    /// The second half of an append: waits as the sync policy requires.
+    fn finish_append(&self, end_offset: u64, rolled: bool) -> Result<()> {
+        let inner = &self.inner;
         match inner.config.sync_policy {
-            SyncPolicy::Always => self.wait_durable(end.next_offset)?,
+            SyncPolicy::Always => self.wait_durable(end_offset)?,
             SyncPolicy::IntervalLossy { interval_ms } => {
                 let due = inner
                     .clock
@@ -457,7 +483,7 @@ impl Log {
                     .saturating_sub(lock(&inner.sync).last_sync_ms)
                     >= interval_ms;
                 if due {
-                    self.wait_durable(end.next_offset)?;
+                    self.wait_durable(end_offset)?;
                 }
             }
             SyncPolicy::NeverLossy => {}
@@ -467,7 +493,7 @@ impl Log {
                 tracing::warn!(dir = %inner.dir.display(), %error, "retention after a segment roll failed");
             }
         }
-        Ok(first_offset)
+        Ok(())
     }
 
     /// Checks an append against the limits before anything is written; returns its frame length.
@@ -630,8 +656,12 @@ impl Log {
     }
 
     /// Waits until everything before `end_offset` is durable, leading an fsync if none is
-    /// running (group commit: whoever leads syncs everything written so far).
-    fn wait_durable(&self, end_offset: u64) -> Result<()> {
+    /// running (group commit: whoever leads syncs everything written so far). weir-store calls
+    /// it from helper threads to run the fsyncs of several partitions at once.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
+    pub fn wait_durable(&self, end_offset: u64) -> Result<()> {
         let inner = &self.inner;
         let mut sync = lock(&inner.sync);
         loop {
@@ -1195,6 +1225,39 @@ impl Drop for Log {
         if let Err(error) = self.close() {
             tracing::warn!(dir = %self.inner.dir.display(), %error, "the log could not close cleanly");
         }
+    }
+}
+
+/// An append whose frame is written but not yet acknowledged (see [`Log::append_start`]).
+#[derive(Debug)]
+#[must_use = "an append is acknowledged only once `wait` returns"]
+pub struct PendingAppend<'a> {
+    log: &'a Log,
+    first_offset: u64,
+    end_offset: u64,
+    rolled: bool,
+}
+
+impl PendingAppend<'_> {
+    /// The offset assigned to the first event (not yet durable).
+    pub fn first_offset(&self) -> u64 {
+        self.first_offset
+    }
+
+    /// The offset after the append's last event: [`Log::wait_durable`] with it waits for
+    /// this append (and everything before it).
+    pub fn end_offset(&self) -> u64 {
+        self.end_offset
+    }
+
+    /// Waits until the append is durable under the log's sync policy (group commit), and
+    /// returns its first offset: the acknowledgement.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
+    pub fn wait(self) -> Result<u64> {
+        self.log.finish_append(self.end_offset, self.rolled)?;
+        Ok(self.first_offset)
     }
 }
 

@@ -782,7 +782,12 @@ impl Inner {
             ));
         }
         let mut positions = vec![(0u32, 0u64); records.len()];
-        for (partition, indexes) in by_partition {
+        let started = std::time::Instant::now();
+        // Write every partition's frame first, then wait for their fsyncs: the waits overlap
+        // with other producers' group commits instead of running one after another.
+        let mut pending = Vec::with_capacity(by_partition.len());
+        for (partition, indexes) in &by_partition {
+            let partition = *partition;
             let log = topic.log(partition)?;
             let headers: Vec<Vec<Header<'_>>> = indexes
                 .iter()
@@ -804,14 +809,26 @@ impl Inner {
                     value: &records[i].value,
                 })
                 .collect();
-            let started = std::time::Instant::now();
-            let appended = match expected_offset {
-                Some(expected) => log.append_expected(&events, expected),
-                None => log.append(&events),
-            };
-            let first = appended.map_err(|e| Error::from_log(topic_name, partition, e))?;
             let bytes: usize = events.iter().map(|e| e.encoded_len().unwrap_or(0)).sum();
-            store_metrics::appended(topic_name, events.len(), bytes, started.elapsed());
+            let written = log
+                .append_start(&events, expected_offset)
+                .map_err(|e| Error::from_log(topic_name, partition, e))?;
+            pending.push((partition, indexes, written, events.len(), bytes));
+        }
+        // Start the fsyncs of all partitions but the last on the blocking pool, so that they
+        // run at once; the waits below then find them done or in progress (or lead them).
+        if pending.len() > 1 {
+            for (partition, _, written, _, _) in &pending[..pending.len() - 1] {
+                let log = topic.partitions[*partition as usize].clone();
+                let end = written.end_offset();
+                drop(self.pool.run(move || log.wait_durable(end)));
+            }
+        }
+        for (partition, indexes, written, count, bytes) in pending {
+            let first = written
+                .wait()
+                .map_err(|e| Error::from_log(topic_name, partition, e))?;
+            store_metrics::appended(topic_name, count, bytes, started.elapsed());
             for (n, &i) in indexes.iter().enumerate() {
                 positions[i] = (partition, first + n as u64);
             }
