@@ -190,14 +190,7 @@ impl OffsetStore {
             }
         }
         let lock_file = lock_directory(&directory)?;
-        let db = sled::Config::new()
-            .path(&directory)
-            .cache_capacity(config.cache_capacity_bytes)
-            .open()
-            .map_err(|source| Error::Open {
-                directory: directory.clone(),
-                source,
-            })?;
+        let db = open_sled(&directory, config.cache_capacity_bytes)?;
         let mut store = OffsetStore::open_in(db, directory)?;
         store.lock_file = Some(lock_file);
         Ok(store)
@@ -850,6 +843,36 @@ fn map_abort<E, F>(
 /// too, but its error does not say "locked" in a way a program can tell apart from damage —
 /// and damage calls for moving the directory aside, which must never be done to a directory
 /// another process is using.
+/// Opens sled in `directory`. This store's own lock file is already held, so a sled lock
+/// conflict can only be this process's previous store on the directory whose background
+/// threads have not yet let go of sled's file lock (they do so shortly after the drop): wait
+/// for that, up to a few seconds, instead of failing a reopen.
+fn open_sled(directory: &Path, cache_capacity_bytes: u64) -> Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::Config::new()
+            .path(directory)
+            .cache_capacity(cache_capacity_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            // sled reports its lock conflict as an `Other` I/O error with this message.
+            Err(sled::Error::Io(error))
+                if error.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(Error::Open {
+                    directory: directory.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
 fn lock_directory(directory: &Path) -> Result<File> {
     let path = directory.join(LOCK_FILE_NAME);
     let file = std::fs::OpenOptions::new()
