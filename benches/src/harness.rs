@@ -135,6 +135,20 @@ pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[rank.min(samples.len() - 1)]
 }
 
+/// The median of `samples` (sorted in place); NaN if there are none.
+pub fn median(samples: &mut [f64]) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_unstable_by(f64::total_cmp);
+    let mid = samples.len() / 2;
+    if samples.len() % 2 == 1 {
+        samples[mid]
+    } else {
+        (samples[mid - 1] + samples[mid]) / 2.0
+    }
+}
+
 /// A scratch directory for one suite's data, removed when dropped.
 pub fn scratch_dir(options: &Options) -> tempfile::TempDir {
     match &options.dir {
