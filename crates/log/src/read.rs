@@ -127,8 +127,15 @@ impl ReadBatch {
         let first = self.first_offset;
         self.frames
             .iter()
-            .flat_map(CheckedFrame::events)
-            .skip_while(move |event| event.offset < first)
+            .enumerate()
+            .flat_map(move |(i, frame)| {
+                let mut events = frame.events();
+                if i == 0 {
+                    // Only the first frame can start before the asked offset.
+                    events.skip_to(first);
+                }
+                events
+            })
             .take(self.len)
     }
 
@@ -136,8 +143,12 @@ impl ReadBatch {
     pub fn events(&self) -> Vec<Event> {
         let first = self.first_offset;
         let mut out = Vec::with_capacity(self.len);
-        for frame in &self.frames {
-            for event in frame.events().skip_while(|event| event.offset < first) {
+        for (i, frame) in self.frames.iter().enumerate() {
+            let mut events = frame.events();
+            if i == 0 {
+                events.skip_to(first);
+            }
+            for event in events {
                 if out.len() == self.len {
                     return out;
                 }
