@@ -162,10 +162,14 @@ fn bad_inputs_get_clear_errors_and_change_nothing() {
     ));
     let mut bad_batch = ConsumerConfig::default();
     bad_batch.batch_size = 0;
-    assert!(matches!(
-        store.consumer("g", "t", bad_batch),
-        Err(Error::Batch(weir_batch::Error::InvalidConfig { .. }))
-    ));
+    let error = store.consumer("g", "t", bad_batch).unwrap_err();
+    assert!(
+        matches!(
+            error.as_batch(),
+            Some(weir_batch::Error::InvalidConfig { .. })
+        ),
+        "{error}"
+    );
     assert!(matches!(
         store.describe_group("nobody"),
         Err(Error::UnknownGroup(_))
@@ -495,4 +499,137 @@ fn an_incomplete_topic_directory_is_removed_at_open_and_damaged_metadata_is_repo
         "{error}"
     );
     assert!(error.is_corruption());
+}
+
+#[test]
+fn a_produce_over_several_partitions_that_breaks_a_limit_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .event_bytes_max(1000)
+        .open()
+        .unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(2))
+        .unwrap();
+    let records = vec![
+        Record::new("small").key("a"),
+        Record::new("small").key("b"),
+        Record::new("small").key("c"),
+        Record::new(vec![0u8; 2000]).key("d"),
+    ];
+    let partitions: std::collections::BTreeSet<u32> = records
+        .iter()
+        .map(|r| weir_store::partition_for_key(r.key.as_ref().unwrap(), 2))
+        .collect();
+    assert_eq!(partitions.len(), 2, "the records span both partitions");
+    assert!(matches!(
+        store.append("t", &records, Partitioning::ByKey),
+        Err(Error::InvalidEvent { .. })
+    ));
+    for partition in 0..2 {
+        assert!(
+            values(&store, "t", partition).is_empty(),
+            "partition {partition} was written to"
+        );
+    }
+}
+
+#[test]
+fn a_stale_batch_id_from_an_earlier_group_instance_is_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store
+        .append(
+            "t",
+            &[Record::new("a"), Record::new("b")],
+            Partitioning::Partition(0),
+        )
+        .unwrap();
+    let mut config = ConsumerConfig::default();
+    config.batch_size = 1;
+    let consumer = store.consumer("g", "t", config.clone()).unwrap();
+    let old = consumer
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    drop(consumer); // the group's in-memory state goes with its last member
+    let consumer = store.consumer("g", "t", config).unwrap();
+    let new = consumer
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        new.first_offset, old.first_offset,
+        "nothing was committed: delivered again"
+    );
+    assert_ne!(new.id, old.id, "ids never repeat across group instances");
+    let error = consumer.ack(&old).unwrap_err();
+    assert!(
+        matches!(error.as_batch(), Some(weir_batch::Error::UnknownBatch(_))),
+        "{error}"
+    );
+    consumer.ack(&new).unwrap();
+}
+
+#[test]
+fn a_committed_offset_past_a_recreated_topics_end_is_moved_back_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let records: Vec<Record> = (0..20).map(|i| Record::new(format!("{i}"))).collect();
+    store
+        .append("t", &records, Partitioning::Partition(0))
+        .unwrap();
+    store
+        .reset_group("g", "t", weir_store::ResetTo::Latest, None)
+        .unwrap();
+    store.delete_topic("t").unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store
+        .append("t", &records[..5], Partitioning::Partition(0))
+        .unwrap();
+    let mut config = ConsumerConfig::default();
+    config.batch_size = 5;
+    let consumer = store.consumer("g", "t", config).unwrap();
+    assert_eq!(
+        store.describe_group("g").unwrap().partitions[0].committed_offset,
+        5,
+        "clamped to the end"
+    );
+    store
+        .append("t", &records[..5], Partitioning::Partition(0))
+        .unwrap();
+    let batch = consumer
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.first_offset, 5);
+    consumer.ack(&batch).unwrap();
+    assert_eq!(
+        store.describe_group("g").unwrap().partitions[0].committed_offset,
+        10,
+        "commits work after the clamp"
+    );
+}
+
+#[test]
+fn consumer_settings_whose_dead_letters_could_not_be_stored_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let mut config = ConsumerConfig::default();
+    config.batch_size = 200_000;
+    assert!(
+        matches!(store.consumer("g", "t", config), Err(Error::InvalidConfig { field, .. }) if field == "batch_size")
+    );
+    let mut config = ConsumerConfig::default();
+    config.batch_bytes_max = 64 << 20;
+    assert!(
+        matches!(store.consumer("g", "t", config), Err(Error::InvalidConfig { field, .. }) if field == "batch_bytes_max")
+    );
+    assert!(matches!(
+        store.consumer(&"g".repeat(245), "t", ConsumerConfig::default()),
+        Err(Error::InvalidName(_))
+    ));
 }

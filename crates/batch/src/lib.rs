@@ -63,7 +63,7 @@ pub use crate::dead_letter::{
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::notify::{Signal, Timer, WaitSet};
 pub use crate::offsets::{MemoryOffsets, OffsetCommits};
-pub use crate::reader::{Attempt, Batch, PartitionReader, PartitionStats};
+pub use crate::reader::{Attempt, Batch, PartitionReader, PartitionStats, NACK_REASON_BYTES_MAX};
 pub use crate::state::{
     BatchId, CloseReason, Lease, Next, PartitionState, SettleError, StateConfig, StateStats,
 };

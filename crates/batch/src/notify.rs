@@ -4,8 +4,7 @@
 //! a signal, new events in some logs, or a deadline — so the async API works on any executor
 //! without tokio.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -87,11 +86,11 @@ impl Wake for Signal {
     }
 }
 
-/// The shared timer thread: wakes each registered waker at its deadline.
+/// The shared timer thread: wakes each registered waker at its deadline. Registrations are
+/// removed when their [`Timer`] is dropped, so waits that end early leave nothing behind.
 #[derive(Debug, Default)]
 struct TimerThread {
-    queue: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
-    wakers: Mutex<std::collections::HashMap<u64, Waker>>,
+    wakers: Mutex<BTreeMap<(Instant, u64), Waker>>,
     changed: Condvar,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -110,39 +109,52 @@ fn timer_thread() -> &'static Arc<TimerThread> {
 }
 
 impl TimerThread {
-    fn register(&self, deadline: Instant, waker: Waker) {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        lock(&self.wakers).insert(id, waker);
-        lock(&self.queue).push(Reverse((deadline, id)));
+    fn register(&self, deadline: Instant, waker: Waker) -> (Instant, u64) {
+        let key = (
+            deadline,
+            self.next_id
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
+        lock(&self.wakers).insert(key, waker);
         self.changed.notify_one();
+        key
+    }
+
+    fn cancel(&self, key: (Instant, u64)) {
+        lock(&self.wakers).remove(&key);
     }
 
     fn run(&self) {
-        let mut queue = lock(&self.queue);
+        let mut wakers = lock(&self.wakers);
         loop {
             let now = Instant::now();
-            while let Some(&Reverse((deadline, id))) = queue.peek() {
-                if deadline > now {
+            let mut due = Vec::new();
+            while let Some(entry) = wakers.first_entry() {
+                if entry.key().0 > now {
                     break;
                 }
-                queue.pop();
-                if let Some(waker) = lock(&self.wakers).remove(&id) {
+                due.push(entry.remove());
+            }
+            if !due.is_empty() {
+                // Wake outside the lock: a waker may poll inline and register a new timer.
+                drop(wakers);
+                for waker in due {
                     waker.wake();
                 }
+                wakers = lock(&self.wakers);
+                continue;
             }
-            queue = match queue.peek() {
-                Some(&Reverse((deadline, _))) => {
+            wakers = match wakers.keys().next().copied() {
+                Some((deadline, _)) => {
                     let wait = deadline.saturating_duration_since(Instant::now());
                     self.changed
-                        .wait_timeout(queue, wait)
+                        .wait_timeout(wakers, wait)
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0
                 }
                 None => self
                     .changed
-                    .wait(queue)
+                    .wait(wakers)
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             };
         }
@@ -153,7 +165,7 @@ impl TimerThread {
 #[derive(Debug)]
 pub struct Timer {
     deadline: Instant,
-    registered: Option<Waker>,
+    registered: Option<((Instant, u64), Waker)>,
 }
 
 impl Timer {
@@ -177,12 +189,23 @@ impl Future for Timer {
         if !self
             .registered
             .as_ref()
-            .is_some_and(|known| known.will_wake(cx.waker()))
+            .is_some_and(|(_, known)| known.will_wake(cx.waker()))
         {
-            timer_thread().register(self.deadline, cx.waker().clone());
-            self.registered = Some(cx.waker().clone());
+            if let Some((key, _)) = self.registered.take() {
+                timer_thread().cancel(key);
+            }
+            let key = timer_thread().register(self.deadline, cx.waker().clone());
+            self.registered = Some((key, cx.waker().clone()));
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if let Some((key, _)) = self.registered.take() {
+            timer_thread().cancel(key);
+        }
     }
 }
 

@@ -29,9 +29,20 @@ pub trait OffsetCommits: Send + Sync + std::fmt::Debug {
         offset: u64,
         expected: Option<u64>,
     ) -> Result<()>;
+
+    /// Sets the committed offset to `offset`, even backwards (clamping a stale value).
+    ///
+    /// # Errors
+    /// The store's failure.
+    fn reset(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()>;
 }
 
 impl OffsetCommits for OffsetStore {
+    fn reset(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        OffsetStore::reset(self, group, topic, partition, offset)?;
+        Ok(())
+    }
+
     fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
         Ok(self
             .get(group, topic, partition)?
@@ -96,6 +107,15 @@ impl OffsetCommits for MemoryOffsets {
             "commits never go backwards"
         );
         offsets.insert(key, offset);
+        Ok(())
+    }
+
+    fn reset(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        let mut offsets = self
+            .offsets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        offsets.insert((group.to_string(), topic.to_string(), partition), offset);
         Ok(())
     }
 }

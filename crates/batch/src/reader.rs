@@ -176,9 +176,16 @@ impl PartitionReader {
         clock: Arc<dyn Clock>,
     ) -> Result<PartitionReader> {
         config.validate()?;
-        let stored = offsets.committed(group, topic, partition)?;
+        let mut stored = offsets.committed(group, topic, partition)?;
         let (start, end) = (log.start_offset(), log.end_offset());
         let resume = stored.unwrap_or(start).clamp(start, end);
+        if stored.is_some_and(|offset| offset > end) {
+            // Past the end (the log lost unsynced events, or the topic was recreated): the
+            // stored value must move back too, or later commits below it would be refused and
+            // a restart would skip everything between the end and the stale value.
+            offsets.reset(group, topic, partition, resume)?;
+            stored = Some(resume);
+        }
         if stored.is_some_and(|offset| offset != resume) {
             tracing::warn!(
                 group,
@@ -198,7 +205,8 @@ impl PartitionReader {
                 max_attempts: config.max_attempts,
             },
             resume,
-        );
+        )
+        .with_id_base(id_base());
         let now = clock.now_ms();
         Ok(PartitionReader {
             group: group.to_string(),
@@ -290,6 +298,10 @@ impl PartitionReader {
                     } else if byte_limited {
                         CloseReason::ByteLimit
                     } else if count == 0 {
+                        // A poisoned log never gets new events: say so instead of waiting.
+                        if let Some(cause) = self.log.poisoned() {
+                            return Err(Error::Log(weir_log::Error::Poisoned { cause }));
+                        }
                         return Ok(Attempt::Wait {
                             until_ms: state.next_deadline_ms(),
                             log_offset: Some(from),
@@ -417,6 +429,7 @@ impl PartitionReader {
     /// # Errors
     /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`].
     pub fn nack(&self, id: BatchId, delay: Duration, reason: Option<&str>) -> Result<()> {
+        let reason = reason.map(|reason| truncate_reason(reason, NACK_REASON_BYTES_MAX));
         let now = self.clock.now_ms();
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         lock(&self.state)
@@ -436,6 +449,9 @@ impl PartitionReader {
         if commit.stored.is_some_and(|stored| stored >= target)
             || (commit.stored.is_none() && target == 0)
         {
+            // Nothing new to commit: the interval starts again (so waits do not spin on it).
+            commit.acks_since_commit = 0;
+            commit.last_commit_ms = self.clock.now_ms();
             return Ok(None);
         }
         self.offsets.commit(
@@ -616,11 +632,12 @@ impl PartitionReader {
     /// When to wake: at the state's next deadline (by the reader's clock) or the caller's.
     fn wake_at(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
         let interval_due = match self.config.commit_policy {
-            CommitPolicy::Interval { interval_ms, .. } => Some(
-                lock(&self.commit)
-                    .last_commit_ms
-                    .saturating_add(interval_ms),
-            ),
+            // Only acks waiting to be committed make the interval a reason to wake up.
+            CommitPolicy::Interval { interval_ms, .. } => {
+                let commit = lock(&self.commit);
+                (commit.acks_since_commit > 0)
+                    .then(|| commit.last_commit_ms.saturating_add(interval_ms))
+            }
             CommitPolicy::EveryAck => None,
         };
         let next_ms = match (until_ms, interval_due) {
@@ -635,6 +652,32 @@ impl PartitionReader {
             None => deadline,
         }
     }
+}
+
+/// The longest nack reason kept (it is copied into every dead-lettered event's headers).
+pub const NACK_REASON_BYTES_MAX: usize = 1024;
+
+/// `reason` cut to at most `bytes_max` bytes, at a character boundary.
+fn truncate_reason(reason: &str, bytes_max: usize) -> &str {
+    let mut end = reason.len().min(bytes_max);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// A random base for a reader's batch ids: ids never repeat across the readers a group has over
+/// time (restarts, rejoins), so a stale id is unknown instead of naming someone else's batch.
+fn id_base() -> u64 {
+    static READERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The high 32 bits are random; ids count up in the low 32 bits.
+    weir_log::sim::SplitMix64::new(seed).next() & !0xffff_ffff
 }
 
 fn settle_error(error: SettleError, id: BatchId) -> Error {

@@ -160,6 +160,9 @@ pub struct StateStats {
     pub dead_letters: u64,
 }
 
+/// Acknowledged batches allowed behind the barrier per unit of `max_in_flight`.
+const ACKED_BEHIND_PER_IN_FLIGHT: usize = 64;
+
 /// How many settled ids are remembered to tell "expired" and "already settled" from "unknown".
 const RECENT_IDS_MAX: usize = 4096;
 
@@ -179,6 +182,19 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
+    /// Starts this machine's batch ids at `base` (ids must not repeat across the machines a
+    /// group has over time: the reader passes a random base, so a stale id from an earlier
+    /// machine is unknown rather than someone else's batch).
+    #[must_use]
+    pub fn with_id_base(mut self, base: u64) -> Self {
+        assert!(
+            self.stats.delivered == 0 && self.ranges.is_empty(),
+            "set the id base before delivering"
+        );
+        self.next_id = base.max(1);
+        self
+    }
+
     /// A machine resuming at `committed` (the next offset to read), as after a restart: no
     /// batch in flight, delivery starts at the committed offset.
     pub fn new(config: StateConfig, committed: u64) -> Self {
@@ -249,7 +265,9 @@ impl PartitionState {
                 }
             };
         }
-        if self.window() < self.config.max_in_flight {
+        // Acknowledged batches waiting behind an unacknowledged one are not in flight, but
+        // they are bounded too, so a stuck batch cannot let the backlog behind it grow.
+        if self.window() < self.config.max_in_flight && self.ranges.len() < self.ranges_max() {
             return Next::Fetch {
                 from: self.next_fetch,
             };
@@ -475,6 +493,11 @@ impl PartitionState {
             .filter(|(_, range)| range.state != RangeState::Acked)
             .map(|(&first, range)| (first, range.end))
             .collect()
+    }
+
+    /// The most batches (of any state) between the barrier and the next fetch.
+    fn ranges_max(&self) -> usize {
+        (self.config.max_in_flight as usize).saturating_mul(ACKED_BEHIND_PER_IN_FLIGHT)
     }
 
     fn window(&self) -> u32 {

@@ -496,6 +496,22 @@ impl Log {
         Ok(())
     }
 
+    /// Checks an append against the limits (and the log's health) without writing anything:
+    /// what [`Log::append`] checks first. weir-store checks every partition of a produce this
+    /// way before writing to any of them.
+    ///
+    /// # Errors
+    /// As the checks of [`Log::append`]; [`Error::Poisoned`].
+    pub fn validate_append(&self, events: &[AppendEvent<'_>]) -> Result<()> {
+        self.check_append(events)?;
+        if let Some(cause) = self.inner.poison.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Checks an append against the limits before anything is written; returns its frame length.
     fn check_append(&self, events: &[AppendEvent<'_>]) -> Result<usize> {
         let config = &self.inner.config;
@@ -1128,7 +1144,9 @@ impl Log {
         drop(writer);
         lock(&inner.visible).closed = true;
         self.inner.visible_changed.notify_all();
-        for waker in std::mem::take(&mut lock(&inner.visible).wakers) {
+        // Take the wakers out before waking them: a waker may poll inline and lock `visible`.
+        let wakers = std::mem::take(&mut lock(&inner.visible).wakers);
+        for waker in wakers {
             waker.wake();
         }
         lock(&inner.lock_file).take();

@@ -115,6 +115,10 @@ error_codes! {
     BatchExpired = 110 => "batch_expired",
     /// The batch was already acknowledged, nacked or dead-lettered through this id.
     BatchAlreadySettled = 111 => "batch_already_settled",
+    /// A group reset or delete while the group has consumers open on the node.
+    GroupActive = 112 => "group_active",
+    /// A fetch whose batch settings differ from those the group's open consumer runs with.
+    GroupSettingsMismatch = 113 => "group_settings_mismatch",
 
     // ---- 200..=299: the node and its storage --------------------------------------------------
     /// A read, write or fsync failed on the node; the message names the operation and path.
@@ -195,6 +199,12 @@ mod tests {
             (ErrorCode::UnknownBatch, 109, "unknown_batch"),
             (ErrorCode::BatchExpired, 110, "batch_expired"),
             (ErrorCode::BatchAlreadySettled, 111, "batch_already_settled"),
+            (ErrorCode::GroupActive, 112, "group_active"),
+            (
+                ErrorCode::GroupSettingsMismatch,
+                113,
+                "group_settings_mismatch",
+            ),
             (ErrorCode::StorageIo, 200, "storage_io"),
             (ErrorCode::Corruption, 201, "corruption"),
             (ErrorCode::Unavailable, 202, "unavailable"),
@@ -209,7 +219,7 @@ mod tests {
 
     #[test]
     fn unknown_numbers_are_kept() {
-        for number in [0, 11, 99, 112, 204, 999, u16::MAX] {
+        for number in [0, 11, 99, 114, 204, 999, u16::MAX] {
             let code = ErrorCode::from_u16(number);
             assert_eq!(code, ErrorCode::Unknown(number));
             assert_eq!(code.as_u16(), number);

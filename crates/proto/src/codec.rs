@@ -153,6 +153,27 @@ mod tests {
     }
 
     #[test]
+    fn golden_produced_response() {
+        // Events 0-1 to partition 3 at 500, 501; event 2 to partition 0 at 7.
+        let response = Response::Produced(Produced::from_positions(&[(3, 500), (3, 501), (0, 7)]));
+        let expected: &[u8] = &[
+            0x07, // kind 7: Produced
+            0x02, // ranges: 2
+            0x03, 0xFB, 0xF4, 0x01, 0x02, // partition 3, first_offset 500, count 2
+            0x00, 0x07, 0x01, // partition 0, first_offset 7, count 1
+        ];
+        assert_eq!(encode(&response), expected);
+        let Response::Produced(produced) = decode_body::<Response>(expected).unwrap() else {
+            panic!("not produced");
+        };
+        assert_eq!(produced.event_count(), 3);
+        assert_eq!(
+            produced.positions().collect::<Vec<_>>(),
+            [(3, 500), (3, 501), (0, 7)]
+        );
+    }
+
+    #[test]
     fn golden_read_response_with_log_frames() {
         let response = Response::Read(ReadResult {
             partition: 1,
@@ -267,13 +288,11 @@ mod tests {
             Response::Topic(TopicDescription {
                 topic: "t".into(),
                 settings: TopicSettings::default(),
+                created_ms: 0,
                 partitions: vec![],
             }),
             Response::TopicDeleted,
-            Response::Produced(Produced {
-                partition: 0,
-                first_offset: 0,
-            }),
+            Response::Produced(Produced::from_positions(&[(0, 0)])),
             Response::Read(ReadResult {
                 partition: 0,
                 first_offset: 0,
@@ -287,7 +306,7 @@ mod tests {
             Response::Groups(vec![]),
             Response::Group(GroupDescription {
                 group: "g".into(),
-                topics: vec![],
+                partitions: vec![],
             }),
             Response::GroupReset(vec![]),
             Response::GroupDeleted,
@@ -326,6 +345,30 @@ mod tests {
         assert!(reason.contains("1 trailing bytes"), "{reason}");
         assert!(matches!(
             decode_body::<Request>(&[]),
+            Err(BodyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn booleans_other_than_0_and_1_are_malformed() {
+        let describe = |active| {
+            Response::Group(GroupDescription {
+                group: "g".into(),
+                partitions: vec![GroupPartition {
+                    topic: "t".into(),
+                    active,
+                    ..GroupPartition::default()
+                }],
+            })
+        };
+        let (yes, no) = (encode(&describe(true)), encode(&describe(false)));
+        let at: Vec<usize> = (0..yes.len()).filter(|&i| yes[i] != no[i]).collect();
+        assert_eq!(at.len(), 1);
+        assert_eq!((yes[at[0]], no[at[0]]), (1, 0));
+        let mut two = yes.clone();
+        two[at[0]] = 2;
+        assert!(matches!(
+            decode_body::<Response>(&two),
             Err(BodyError::Malformed(_))
         ));
     }

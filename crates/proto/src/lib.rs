@@ -66,11 +66,11 @@ pub use frame::{
 };
 pub use message::Message;
 pub use request::{
-    Ack, ConsumerSettings, CreateTopic, Fetch, Hello, Limit, Nack, Partitioning, Produce, Read,
-    ReadFrom, Request, ResetGroup, ResetTo, SyncPolicy, TopicSettings, WireEvent,
+    Ack, CommitPolicy, ConsumerSettings, CreateTopic, Fetch, Hello, Limit, Nack, Partitioning,
+    Produce, Read, ReadFrom, Request, ResetGroup, ResetTo, SyncPolicy, TopicSettings, WireEvent,
 };
 pub use response::{
-    Batch, CloseReason, ErrorResponse, Event, Events, GroupDescription, GroupPartition,
-    GroupSummary, GroupTopic, LogFrames, OffsetRange, PartitionInfo, PartitionOffset, Produced,
-    ReadResult, Response, ServerInfo, TopicDescription, TopicSummary, Welcome,
+    Batch, CloseReason, ErrorResponse, Event, Events, GroupDescription, GroupPartition, LogFrames,
+    OffsetRange, PartitionInfo, PartitionOffset, Produced, ProducedRange, ReadResult, Response,
+    ServerInfo, TopicDescription, TopicSummary, Welcome,
 };

@@ -34,8 +34,8 @@ pub enum Request {
         #[serde(with = "adapters::text")]
         topic: String,
     },
-    /// Kind 6. Append events to one partition, atomically. Answered by
-    /// [`crate::Response::Produced`].
+    /// Kind 6. Append events; those bound for one partition are appended atomically.
+    /// Answered by [`crate::Response::Produced`].
     Produce(Produce),
     /// Kind 7. Read a partition from an offset or a time (replay), waiting for new events at the
     /// end. Answered by [`crate::Response::Read`].
@@ -47,7 +47,7 @@ pub enum Request {
     Ack(Ack),
     /// Kind 10. Give a batch back for redelivery. Answered by [`crate::Response::Nacked`].
     Nack(Nack),
-    /// Kind 11. Every consumer group. Answered by [`crate::Response::Groups`].
+    /// Kind 11. Every consumer group's name. Answered by [`crate::Response::Groups`].
     ListGroups,
     /// Kind 12. One group's progress and figures per partition. Answered by
     /// [`crate::Response::Group`].
@@ -149,6 +149,8 @@ pub struct TopicSettings {
     pub retention_age_max_ms: Option<Limit>,
     /// Roll to a new segment once the active one would grow past this many bytes.
     pub segment_bytes_max: Option<u64>,
+    /// Roll to a new segment once the active one is this many ms old.
+    pub segment_age_max_ms: Option<Limit>,
     /// When appends are fsynced, and so when they are acknowledged.
     pub sync_policy: Option<SyncPolicy>,
 }
@@ -180,7 +182,8 @@ pub enum SyncPolicy {
     NeverLossy,
 }
 
-/// Appends 1..N events to one partition, atomically: after a crash all of them or none survive.
+/// Appends 1..N events. The events bound for one partition are appended atomically: after a
+/// crash all of them or none survive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Produce {
     /// The topic.
@@ -190,7 +193,7 @@ pub struct Produce {
     pub partitioning: Partitioning,
     /// Append only if the partition's end offset equals this (optimistic concurrency);
     /// otherwise fail with [`crate::ErrorCode::UnexpectedOffset`] naming the actual end.
-    /// Needs [`Partitioning::Key`] or [`Partitioning::Partition`].
+    /// Needs [`Partitioning::Partition`].
     pub expected_offset: Option<u64>,
     /// The events, in order (at least one).
     pub events: Vec<WireEvent>,
@@ -199,12 +202,12 @@ pub struct Produce {
 /// How a produce chooses its partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Partitioning {
-    /// Variant 0: by the events' key, with Kafka's default partitioner (murmur2 of the key, made
-    /// positive, modulo the partition count). Every event must carry the same key.
+    /// Variant 0: each event by its own key, with Kafka's default partitioner (murmur2 of the
+    /// key, made positive, modulo the partition count); keyless events go round-robin.
     Key,
-    /// Variant 1: the node's next partition in turn.
+    /// Variant 1: every event of the produce to the node's next partition in turn.
     RoundRobin,
-    /// Variant 2: this partition.
+    /// Variant 2: every event to this partition.
     Partition(u32),
 }
 
@@ -288,6 +291,26 @@ pub struct ConsumerSettings {
     pub max_in_flight: u32,
     /// Deliveries before a batch is dead-lettered. Default 5.
     pub max_attempts: u32,
+    /// When acknowledgements are committed durably. Default [`CommitPolicy::EveryAck`].
+    pub commit_policy: CommitPolicy,
+}
+
+/// When a group's acknowledgements are committed durably (mirrors weir-batch's policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum CommitPolicy {
+    /// Variant 0, the default: after every ack that moves the barrier. On a crash, at most the
+    /// batches in flight are delivered again.
+    #[default]
+    EveryAck,
+    /// Variant 1: when `interval_ms` passed since the last commit or `acks_max` acks moved the
+    /// barrier, whichever comes first. On a crash, batches acknowledged since the last commit are
+    /// delivered again (redelivery, never loss).
+    Interval {
+        /// Milliseconds between commits (≥ 1).
+        interval_ms: u64,
+        /// Acks that trigger a commit early (≥ 1).
+        acks_max: u32,
+    },
 }
 
 impl Default for ConsumerSettings {
@@ -299,6 +322,7 @@ impl Default for ConsumerSettings {
             ack_timeout_ms: 30_000,
             max_in_flight: 1,
             max_attempts: 5,
+            commit_policy: CommitPolicy::EveryAck,
         }
     }
 }

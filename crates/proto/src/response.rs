@@ -39,8 +39,8 @@ pub enum Response {
     Acked,
     /// Kind 11. Answers [`crate::Request::Nack`].
     Nacked,
-    /// Kind 12. Every consumer group, by name; answers [`crate::Request::ListGroups`].
-    Groups(Vec<GroupSummary>),
+    /// Kind 12. Every consumer group's name, sorted; answers [`crate::Request::ListGroups`].
+    Groups(#[serde(with = "adapters::texts")] Vec<String>),
     /// Kind 13. Answers [`crate::Request::DescribeGroup`].
     Group(GroupDescription),
     /// Kind 14. The new committed offsets; answers [`crate::Request::ResetGroup`].
@@ -181,6 +181,8 @@ pub struct TopicDescription {
     pub topic: String,
     /// The settings in force (every field `Some`).
     pub settings: TopicSettings,
+    /// When the topic was created, ms since the Unix epoch.
+    pub created_ms: u64,
     /// One entry per partition, in partition order.
     pub partitions: Vec<PartitionInfo>,
 }
@@ -196,17 +198,71 @@ pub struct PartitionInfo {
     pub end_offset: u64,
     /// Bytes of segments on disk.
     pub size_bytes: u64,
-    /// The largest event timestamp in the partition, if it holds any event.
-    pub timestamp_max_ms: Option<u64>,
+    /// Segment files.
+    pub segment_count: u64,
+    /// The timestamp of the oldest readable event, if any.
+    pub oldest_timestamp_ms: Option<u64>,
+    /// The timestamp of the newest event, if any.
+    pub newest_timestamp_ms: Option<u64>,
 }
 
-/// Where a produce went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a produce's events went: runs of consecutive events of the request that landed on one
+/// partition at consecutive offsets, in the request's order. A produce to one partition is one
+/// run; [`Produced::positions`] expands the runs to one (partition, offset) per event.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Produced {
-    /// The partition the events were appended to.
+    /// The runs, in the order of the request's events.
+    pub ranges: Vec<ProducedRange>,
+}
+
+/// `count` consecutive events of a produce, appended to `partition` from `first_offset` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducedRange {
+    /// The partition.
     pub partition: u32,
-    /// The first event's offset; the others follow densely.
+    /// The first of these events' offsets; the others follow densely.
     pub first_offset: u64,
+    /// How many events (≥ 1).
+    pub count: u32,
+}
+
+impl Produced {
+    /// The runs of `positions` — one (partition, offset) per event, in the request's order,
+    /// as `weir_store::Produced::positions` holds them.
+    pub fn from_positions(positions: &[(u32, u64)]) -> Produced {
+        let mut ranges: Vec<ProducedRange> = Vec::new();
+        for &(partition, offset) in positions {
+            match ranges.last_mut() {
+                Some(run)
+                    if run.partition == partition
+                        && run.count < u32::MAX
+                        && run.first_offset.checked_add(u64::from(run.count)) == Some(offset) =>
+                {
+                    run.count += 1;
+                }
+                _ => ranges.push(ProducedRange {
+                    partition,
+                    first_offset: offset,
+                    count: 1,
+                }),
+            }
+        }
+        Produced { ranges }
+    }
+
+    /// One (partition, offset) per event, in the request's order.
+    pub fn positions(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.ranges.iter().flat_map(|run| {
+            (0..u64::from(run.count))
+                .map(move |i| (run.partition, run.first_offset.saturating_add(i)))
+        })
+    }
+
+    /// The number of events the runs cover (a client checks it equals the events it sent
+    /// before expanding them).
+    pub fn event_count(&self) -> u64 {
+        self.ranges.iter().map(|run| u64::from(run.count)).sum()
+    }
 }
 
 /// The answer to a read.
@@ -321,40 +377,23 @@ pub struct Event {
     pub value: Vec<u8>,
 }
 
-/// A consumer group's name and the topics it has offsets for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupSummary {
-    /// The group.
-    #[serde(with = "adapters::text")]
-    pub group: String,
-    /// The topics it has committed offsets on, by name.
-    #[serde(with = "adapters::texts")]
-    pub topics: Vec<String>,
-}
-
 /// A consumer group's progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupDescription {
     /// The group.
     #[serde(with = "adapters::text")]
     pub group: String,
-    /// One entry per topic the group has offsets on, by name.
-    pub topics: Vec<GroupTopic>,
-}
-
-/// A consumer group's progress on one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupTopic {
-    /// The topic.
-    #[serde(with = "adapters::text")]
-    pub topic: String,
-    /// One entry per partition, in partition order.
+    /// One entry per (topic, partition) the group has an offset or a consumer on, by topic,
+    /// then partition.
     pub partitions: Vec<GroupPartition>,
 }
 
-/// A consumer group's figures on one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// A consumer group's figures on one partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct GroupPartition {
+    /// The topic.
+    #[serde(with = "adapters::text")]
+    pub topic: String,
     /// The partition.
     pub partition: u32,
     /// The committed offset: the next offset the group reads.
@@ -365,13 +404,16 @@ pub struct GroupPartition {
     pub lag_events: u64,
     /// The head's timestamp minus the first uncommitted event's timestamp (0 without lag).
     pub lag_ms: u64,
+    /// Whether a consumer of the group is open on the node for this topic.
+    pub active: bool,
     /// Batches leased or waiting for redelivery.
     pub in_flight: u32,
     /// Age of the oldest delivered, unacknowledged batch, if any.
     pub oldest_unacked_age_ms: Option<u64>,
-    /// Redeliveries since the node started (after a nack or an expired lease).
+    /// Redeliveries since the group became active on the node (after a nack or an expired
+    /// lease).
     pub redeliveries: u64,
-    /// Batches dead-lettered since the node started.
+    /// Batches dead-lettered since the group became active on the node.
     pub dead_letters: u64,
 }
 

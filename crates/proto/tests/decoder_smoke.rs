@@ -175,21 +175,21 @@ fn seeds() -> Vec<Vec<u8>> {
         })),
         Response::Group(GroupDescription {
             group: "billing".into(),
-            topics: vec![GroupTopic {
+            partitions: vec![GroupPartition {
                 topic: "orders".into(),
-                partitions: vec![GroupPartition {
-                    partition: 0,
-                    committed_offset: 10,
-                    end_offset: 20,
-                    lag_events: 10,
-                    lag_ms: 1500,
-                    in_flight: 1,
-                    oldest_unacked_age_ms: Some(30),
-                    redeliveries: 2,
-                    dead_letters: 0,
-                }],
+                partition: 0,
+                committed_offset: 10,
+                end_offset: 20,
+                lag_events: 10,
+                lag_ms: 1500,
+                active: true,
+                in_flight: 1,
+                oldest_unacked_age_ms: Some(30),
+                redeliveries: 2,
+                dead_letters: 0,
             }],
         }),
+        Response::Produced(Produced::from_positions(&[(0, 10), (0, 11), (1, 4)])),
     ];
     for (id, response) in responses.iter().enumerate() {
         let mut frame = Vec::new();

@@ -79,21 +79,34 @@ fn topic_settings() -> impl Strategy<Value = TopicSettings> {
         option::of(limit()),
         option::of(limit()),
         option::of(any::<u64>()),
+        option::of(limit()),
         option::of(sync),
     )
         .prop_map(
-            |(retention_bytes_max, retention_age_max_ms, segment_bytes_max, sync_policy)| {
-                TopicSettings {
-                    retention_bytes_max,
-                    retention_age_max_ms,
-                    segment_bytes_max,
-                    sync_policy,
-                }
+            |(
+                retention_bytes_max,
+                retention_age_max_ms,
+                segment_bytes_max,
+                segment_age_max_ms,
+                sync_policy,
+            )| TopicSettings {
+                retention_bytes_max,
+                retention_age_max_ms,
+                segment_bytes_max,
+                segment_age_max_ms,
+                sync_policy,
             },
         )
 }
 
 fn consumer_settings() -> impl Strategy<Value = ConsumerSettings> {
+    let commit_policy = prop_oneof![
+        Just(CommitPolicy::EveryAck),
+        (any::<u64>(), any::<u32>()).prop_map(|(interval_ms, acks_max)| CommitPolicy::Interval {
+            interval_ms,
+            acks_max
+        }),
+    ];
     (
         any::<u32>(),
         any::<u64>(),
@@ -101,6 +114,7 @@ fn consumer_settings() -> impl Strategy<Value = ConsumerSettings> {
         any::<u64>(),
         any::<u32>(),
         any::<u32>(),
+        commit_policy,
     )
         .prop_map(
             |(
@@ -110,6 +124,7 @@ fn consumer_settings() -> impl Strategy<Value = ConsumerSettings> {
                 ack_timeout_ms,
                 max_in_flight,
                 max_attempts,
+                commit_policy,
             )| ConsumerSettings {
                 batch_size,
                 batch_bytes_max,
@@ -117,6 +132,7 @@ fn consumer_settings() -> impl Strategy<Value = ConsumerSettings> {
                 ack_timeout_ms,
                 max_in_flight,
                 max_attempts,
+                commit_policy,
             },
         )
 }
@@ -242,21 +258,34 @@ fn request() -> impl Strategy<Value = Request> {
 
 fn group_partition() -> impl Strategy<Value = GroupPartition> {
     (
-        (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
-        (any::<u64>(), any::<u32>(), option::of(any::<u64>())),
+        (
+            name(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        ),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u32>(),
+            option::of(any::<u64>()),
+        ),
         (any::<u64>(), any::<u64>()),
     )
         .prop_map(
             |(
-                (partition, committed_offset, end_offset, lag_events),
-                (lag_ms, in_flight, oldest_unacked_age_ms),
+                (topic, partition, committed_offset, end_offset, lag_events),
+                (lag_ms, active, in_flight, oldest_unacked_age_ms),
                 (redeliveries, dead_letters),
             )| GroupPartition {
+                topic,
                 partition,
                 committed_offset,
                 end_offset,
                 lag_events,
                 lag_ms,
+                active,
                 in_flight,
                 oldest_unacked_age_ms,
                 redeliveries,
@@ -306,12 +335,14 @@ fn response() -> impl Strategy<Value = Response> {
         (
             name(),
             topic_settings(),
+            any::<u64>(),
             vec((any::<u32>(), any::<u64>()), 0..4)
         )
-            .prop_map(
-                |(topic, settings, partitions)| Response::Topic(TopicDescription {
+            .prop_map(|(topic, settings, created_ms, partitions)| {
+                Response::Topic(TopicDescription {
                     topic,
                     settings,
+                    created_ms,
                     partitions: partitions
                         .into_iter()
                         .map(|(partition, end_offset)| PartitionInfo {
@@ -319,23 +350,21 @@ fn response() -> impl Strategy<Value = Response> {
                             start_offset: 0,
                             end_offset,
                             size_bytes: end_offset / 3,
-                            timestamp_max_ms: Some(end_offset),
+                            segment_count: u64::from(partition),
+                            oldest_timestamp_ms: None,
+                            newest_timestamp_ms: Some(end_offset),
                         })
                         .collect(),
                 })
-            ),
+            }),
         vec((name(), any::<u32>()), 0..4).prop_map(|topics| Response::Topics(
             topics
                 .into_iter()
                 .map(|(topic, partitions)| TopicSummary { topic, partitions })
                 .collect()
         )),
-        (any::<u32>(), any::<u64>()).prop_map(|(partition, first_offset)| {
-            Response::Produced(Produced {
-                partition,
-                first_offset,
-            })
-        }),
+        vec((0u32..3, any::<u64>()), 0..10)
+            .prop_map(|positions| Response::Produced(Produced::from_positions(&positions))),
         (
             (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
             events()
@@ -375,20 +404,9 @@ fn response() -> impl Strategy<Value = Response> {
                 },
             ))
         }),
-        vec((name(), vec(name(), 0..3)), 0..3).prop_map(|groups| Response::Groups(
-            groups
-                .into_iter()
-                .map(|(group, topics)| GroupSummary { group, topics })
-                .collect()
-        )),
-        (name(), vec((name(), vec(group_partition(), 0..3)), 0..3)).prop_map(|(group, topics)| {
-            Response::Group(GroupDescription {
-                group,
-                topics: topics
-                    .into_iter()
-                    .map(|(topic, partitions)| GroupTopic { topic, partitions })
-                    .collect(),
-            })
+        vec(name(), 0..4).prop_map(Response::Groups),
+        (name(), vec(group_partition(), 0..4)).prop_map(|(group, partitions)| {
+            Response::Group(GroupDescription { group, partitions })
         }),
         vec((any::<u32>(), any::<u64>()), 0..4).prop_map(|offsets| Response::GroupReset(
             offsets
@@ -438,6 +456,22 @@ proptest! {
     #[test]
     fn responses_round_trip(request_id in any::<u64>(), response in response()) {
         round_trip(request_id, &response);
+    }
+
+    /// Runs built from positions expand back to exactly those positions, and runs are maximal.
+    #[test]
+    fn produced_runs_expand_to_their_positions(
+        positions in vec((0u32..3, 0u64..6), 0..40),
+    ) {
+        let produced = Produced::from_positions(&positions);
+        prop_assert_eq!(produced.event_count(), positions.len() as u64);
+        prop_assert_eq!(produced.positions().collect::<Vec<_>>(), positions);
+        for pair in produced.ranges.windows(2) {
+            prop_assert!(
+                pair[0].partition != pair[1].partition
+                    || pair[0].first_offset + u64::from(pair[0].count) != pair[1].first_offset
+            );
+        }
     }
 
     /// Any body in an intact frame: never incomplete, never a CRC error; it decodes, or it is

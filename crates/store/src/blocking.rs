@@ -66,10 +66,11 @@ impl BlockingPool {
         }));
         let filled = slot.clone();
         let job: Job = Box::new(move || {
-            let value = job();
+            // A panicking job still completes its future (with `None`), and the thread lives on.
+            let value = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).ok();
             let waker = {
                 let mut slot = lock(&filled);
-                slot.value = Some(value);
+                slot.value = value;
                 slot.done = true;
                 slot.waker.take()
             };
@@ -96,7 +97,11 @@ impl BlockingPool {
             ready.notify_all();
         }
         for handle in std::mem::take(&mut *lock(&self.threads)) {
-            let _ = handle.join();
+            // The store may be closed from one of the pool's own jobs (its last handle dropped
+            // there); that thread exits by itself once the job returns.
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
     }
 }

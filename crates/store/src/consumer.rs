@@ -98,9 +98,20 @@ impl Group {
         let start = self.next_partition.fetch_add(1, Ordering::Relaxed);
         let mut wait_until = deadline;
         let mut logs = Vec::new();
+        let mut failure: Option<(u32, weir_batch::Error)> = None;
         for i in 0..count {
             let reader = &self.readers[(start + i) % count];
-            match reader.try_next_batch()? {
+            let attempt = match reader.try_next_batch() {
+                Ok(attempt) => attempt,
+                Err(error) => {
+                    // One failing partition must not starve the others: serve them, and
+                    // report the failure only if none had a batch.
+                    tracing::warn!(group = %self.name, topic = %self.topic, partition = reader.partition(), %error, "a partition failed to deliver");
+                    failure.get_or_insert((reader.partition(), error));
+                    continue;
+                }
+            };
+            match attempt {
                 Attempt::Batch(batch) => {
                     crate::metrics::delivered(&self.name, &self.topic, &batch);
                     return Ok(Ok(batch));
@@ -115,6 +126,13 @@ impl Group {
                     }
                 }
             }
+        }
+        if let Some((partition, source)) = failure {
+            return Err(Error::Partition {
+                topic: self.topic.clone(),
+                partition,
+                source: Box::new(source),
+            });
         }
         if Instant::now() >= deadline {
             return Ok(Err(None));
@@ -134,6 +152,11 @@ impl Group {
                 partition,
                 partitions: self.readers.len() as u32,
             })
+    }
+
+    /// Wakes every member waiting on this group.
+    pub(crate) fn wake(&self) {
+        self.signal.notify();
     }
 
     /// Commits every partition's barrier now.
@@ -199,7 +222,16 @@ impl Consumer {
     pub async fn next_batch_async(&self, timeout: Duration) -> Result<Option<Batch>> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.group.attempt(deadline)? {
+            // An attempt may read the log, commit offsets or append dead letters (fsyncs): it
+            // runs on the store's blocking pool, never on the caller's executor thread.
+            let group = self.group.clone();
+            let attempt = self
+                ._store
+                .inner
+                .pool
+                .run(move || group.attempt(deadline))
+                .await;
+            match attempt.unwrap_or(Err(Error::Closed))? {
                 Ok(batch) => return Ok(Some(batch)),
                 Err(None) => return Ok(None),
                 Err(Some(wait)) => wait.await,
@@ -396,11 +428,12 @@ pub(crate) fn reset_group(
 ) -> Result<Vec<(u32, u64)>> {
     inner.check_open()?;
     weir_offsets::validate_name(group)?;
-    if inner
-        .active_groups()
-        .iter()
-        .any(|(g, t)| g == group && t == topic_name)
-    {
+    // Held across the check and the writes, so no member can join in between.
+    let groups = lock(&inner.groups);
+    let active = groups
+        .get(&(group.to_string(), topic_name.to_string()))
+        .is_some_and(|state| state.strong_count() > 0);
+    if active {
         return Err(Error::GroupActive {
             group: group.to_string(),
             topic: topic_name.to_string(),
@@ -430,6 +463,7 @@ pub(crate) fn reset_group(
         inner.offsets.reset(group, topic_name, partition, offset)?;
         moved.push((partition, offset));
     }
+    drop(groups);
     tracing::info!(group, topic = topic_name, ?to, "group reset");
     Ok(moved)
 }

@@ -38,11 +38,23 @@ pub enum Error {
 
     /// The offsets store failed or refused (conflict, damage: see the source).
     #[error("offsets store: {0}")]
-    Offsets(#[from] weir_offsets::Error),
+    Offsets(#[source] Box<weir_offsets::Error>),
 
     /// The batch reader failed or refused an ack or nack (see the source).
     #[error("consumer: {0}")]
-    Batch(#[from] weir_batch::Error),
+    Batch(#[source] Box<weir_batch::Error>),
+
+    /// One partition of a consumer group failed to deliver (and no other had a batch).
+    #[error("topic {topic:?} partition {partition}: {source}")]
+    Partition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The reader's error.
+        #[source]
+        source: Box<weir_batch::Error>,
+    },
 
     /// A store file is damaged (topic metadata).
     #[error("corrupt store file {}: {reason}", path.display())]
@@ -165,7 +177,27 @@ pub enum Error {
     Closed,
 }
 
+impl From<weir_offsets::Error> for Error {
+    fn from(error: weir_offsets::Error) -> Error {
+        Error::Offsets(Box::new(error))
+    }
+}
+
+impl From<weir_batch::Error> for Error {
+    fn from(error: weir_batch::Error) -> Error {
+        Error::Batch(Box::new(error))
+    }
+}
+
 impl Error {
+    /// The batch reader's error inside, if this is one (for matching on it).
+    pub fn as_batch(&self) -> Option<&weir_batch::Error> {
+        match self {
+            Error::Batch(error) | Error::Partition { source: error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
             op,

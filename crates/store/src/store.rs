@@ -32,6 +32,10 @@ use crate::partitioner::{partition_for_key, Partitioning};
 use crate::replay::{Replay, ReplayFrom, ReplayOptions};
 use crate::topic::{self, Topic, TopicMeta, DELETED_PREFIX, TOPIC_FILE, TOPIC_FORMAT_VERSION};
 
+/// Bytes reserved per event for the source headers a dead letter adds (names, offsets, the
+/// group and topic names and a nack reason of up to 1 KiB).
+const DEAD_LETTER_HEADER_BYTES: u64 = 1700;
+
 /// The lock file of a data directory.
 pub const LOCK_FILE: &str = "weir.lock";
 
@@ -540,6 +544,28 @@ impl Store {
     /// [`Error::GroupConfigMismatch`] if the group runs with other settings.
     pub fn consumer(&self, group: &str, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
         weir_offsets::validate_name(group)?;
+        // The group's dead letters must always fit the dead-letter topic: its name, and a whole
+        // batch (with the source headers) in one append.
+        weir_offsets::validate_name(&crate::dead_letter::dead_letter_topic(group))?;
+        let events_max = weir_log::LogConfig::default().append_events_max;
+        if config.batch_size > events_max {
+            return Err(Error::InvalidConfig {
+                field: "batch_size".into(),
+                reason: format!("{} is over {events_max}, the most events one append (and so one dead letter) may hold", config.batch_size),
+            });
+        }
+        let dead_letter_bytes = config
+            .batch_bytes_max
+            .saturating_add(u64::from(config.batch_size) * DEAD_LETTER_HEADER_BYTES);
+        if dead_letter_bytes > u64::from(self.inner.config.append_bytes_max) {
+            return Err(Error::InvalidConfig {
+                field: "batch_bytes_max".into(),
+                reason: format!(
+                    "a dead-lettered batch of {} bytes plus its source headers would not fit in one append ({} bytes, append_bytes_max)",
+                    config.batch_bytes_max, self.inner.config.append_bytes_max
+                ),
+            });
+        }
         let topic_handle = self.inner.topic(topic)?;
         let group_state = Group::join(&self.inner, group, &topic_handle, config)?;
         Ok(Consumer::new(self.clone(), group_state))
@@ -615,15 +641,21 @@ impl Store {
         let inner = &self.inner;
         inner.check_open()?;
         weir_offsets::validate_name(group)?;
-        if let Some((_, topic)) = inner.active_groups().into_iter().find(|(g, _)| g == group) {
+        // Held across the check and the delete, so no member can join in between.
+        let groups = lock(&inner.groups);
+        if let Some(((_, topic), _)) = groups
+            .iter()
+            .find(|((g, _), state)| g == group && state.strong_count() > 0)
+        {
             return Err(Error::GroupActive {
                 group: group.to_string(),
-                topic,
+                topic: topic.clone(),
             });
         }
         if inner.offsets.delete_group(group)? == 0 {
             return Err(Error::UnknownGroup(group.to_string()));
         }
+        drop(groups);
         Ok(())
     }
 
@@ -721,6 +753,8 @@ impl Inner {
         weir_offsets::validate_name(name)?;
         config.validate(&self.config)?;
         let _admin = lock(&self.topic_admin);
+        // Checked again under the admin lock: close() takes it before closing the topics.
+        self.check_open()?;
         if self.topics_read().contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
         }
@@ -783,35 +817,55 @@ impl Inner {
         }
         let mut positions = vec![(0u32, 0u64); records.len()];
         let started = std::time::Instant::now();
+        let groups: Vec<(u32, Vec<usize>)> = by_partition.into_iter().collect();
+        let headers: Vec<Vec<Vec<Header<'_>>>> = groups
+            .iter()
+            .map(|(_, indexes)| {
+                indexes
+                    .iter()
+                    .map(|&i| {
+                        records[i]
+                            .headers
+                            .iter()
+                            .map(|(name, value)| Header { name, value })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let events: Vec<Vec<AppendEvent<'_>>> = groups
+            .iter()
+            .zip(&headers)
+            .map(|((_, indexes), headers)| {
+                indexes
+                    .iter()
+                    .zip(headers)
+                    .map(|(&i, headers)| AppendEvent {
+                        timestamp_ms: records[i].timestamp_ms,
+                        key: records[i].key.as_deref(),
+                        headers,
+                        value: &records[i].value,
+                    })
+                    .collect()
+            })
+            .collect();
+        // Check every partition's part before writing any: a produce that breaks a limit
+        // writes nothing at all.
+        for ((partition, _), events) in groups.iter().zip(&events) {
+            topic
+                .log(*partition)?
+                .validate_append(events)
+                .map_err(|e| Error::from_log(topic_name, *partition, e))?;
+        }
         // Write every partition's frame first, then wait for their fsyncs: the waits overlap
         // with other producers' group commits instead of running one after another.
-        let mut pending = Vec::with_capacity(by_partition.len());
-        for (partition, indexes) in &by_partition {
+        let mut pending = Vec::with_capacity(groups.len());
+        for ((partition, indexes), events) in groups.iter().zip(&events) {
             let partition = *partition;
             let log = topic.log(partition)?;
-            let headers: Vec<Vec<Header<'_>>> = indexes
-                .iter()
-                .map(|&i| {
-                    records[i]
-                        .headers
-                        .iter()
-                        .map(|(name, value)| Header { name, value })
-                        .collect()
-                })
-                .collect();
-            let events: Vec<AppendEvent<'_>> = indexes
-                .iter()
-                .zip(&headers)
-                .map(|(&i, headers)| AppendEvent {
-                    timestamp_ms: records[i].timestamp_ms,
-                    key: records[i].key.as_deref(),
-                    headers,
-                    value: &records[i].value,
-                })
-                .collect();
             let bytes: usize = events.iter().map(|e| e.encoded_len().unwrap_or(0)).sum();
             let written = log
-                .append_start(&events, expected_offset)
+                .append_start(events, expected_offset)
                 .map_err(|e| Error::from_log(topic_name, partition, e))?;
             pending.push((partition, indexes, written, events.len(), bytes));
         }
@@ -850,12 +904,15 @@ impl Inner {
                 let _ = handle.join();
             }
         }
+        let _admin = lock(&self.topic_admin);
         let mut first_error: Option<Error> = None;
         let groups: Vec<Arc<Group>> = lock(&self.groups)
             .values()
             .filter_map(Weak::upgrade)
             .collect();
         for group in groups {
+            // Members waiting on a full window would otherwise sleep until their deadline.
+            group.wake();
             if let Err(error) = group.commit_all() {
                 tracing::error!(group = %group.name, %error, "committing a group at close failed");
                 first_error.get_or_insert(error);

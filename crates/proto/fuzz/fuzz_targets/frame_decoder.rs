@@ -1,16 +1,18 @@
 //! Fuzz target: arbitrary bytes into the frame decoder, as a stream.
 //!
-//! The first byte picks the limit (the smallest allowed, or the default); the rest is a byte
-//! stream decoded frame after frame, as both requests and responses, the way the node and the
-//! client drive `decode_frame`. Properties checked besides "no panic, no huge allocation":
+//! The first byte picks the limit (bit 0: the smallest allowed, or the default) and the mode
+//! (bit 1: the rest is a raw byte stream, decoded frame after frame the way the node and the
+//! client drive `decode_frame`; or the rest is the *body* of one intact frame, so that the body
+//! decoder is reached without the fuzzer having to solve the CRC first). Every input is decoded
+//! as both requests and responses. Properties checked besides "no panic, no huge allocation":
 //! a decoded frame re-encodes and decodes to the same frame, and an "incomplete" answer is
 //! never given for a header that is already whole and invalid.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use weir_proto::{
-    decode_frame, encode_frame, peek_header, FrameLimits, Message, Request, Response,
-    FRAME_BYTES_MIN, FRAME_HEADER_LEN,
+    decode_frame, encode_frame, encode_raw_frame, peek_header, FrameLimits, Message, Request,
+    Response, FRAME_BYTES_MIN, FRAME_HEADER_LEN,
 };
 
 fn drive<M: Message + PartialEq + std::fmt::Debug>(mut stream: &[u8], limits: &FrameLimits) {
@@ -19,8 +21,13 @@ fn drive<M: Message + PartialEq + std::fmt::Debug>(mut stream: &[u8], limits: &F
             Ok(Some((frame, used))) => {
                 assert!(used > FRAME_HEADER_LEN && used <= stream.len());
                 let mut again = Vec::new();
-                encode_frame(&mut again, frame.request_id, &frame.message, &FrameLimits::default())
-                    .expect("a decoded message re-encodes");
+                encode_frame(
+                    &mut again,
+                    frame.request_id,
+                    &frame.message,
+                    &FrameLimits::default(),
+                )
+                .expect("a decoded message re-encodes");
                 let (twice, _) = decode_frame::<M>(&again, &FrameLimits::default())
                     .expect("a re-encoded frame decodes")
                     .expect("a re-encoded frame is whole");
@@ -60,6 +67,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         FrameLimits::new(FRAME_BYTES_MIN).expect("the minimum is valid")
     };
-    drive::<Request>(stream, &limits);
-    drive::<Response>(stream, &limits);
+    if selector & 2 == 0 {
+        drive::<Request>(stream, &limits);
+        drive::<Response>(stream, &limits);
+    } else {
+        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + stream.len());
+        encode_raw_frame(&mut frame, 1, stream);
+        drive::<Request>(&frame, &limits);
+        drive::<Response>(&frame, &limits);
+    }
 });
