@@ -1,6 +1,21 @@
-//! The weir storage node and the `weir` command line.
+//! weir-node: the storage node behind `weir serve`. It serves a `weir_store::Store` over TCP
+//! with the protocol of `docs/protocol.md` (weir-proto), plus an admin HTTP listener for
+//! `/metrics`, `/healthz` and `/readyz`.
 //!
-//! **Not built yet.** This crate is an empty placeholder in the workspace so that the crate
-//! graph of `docs/architecture.md` is visible from the start; it exports nothing. Its work is
-//! tracked in issue 6.
+//! The shape follows tokio's mini-redis: [`run`] takes already-bound listeners and a shutdown
+//! future; a listener task accepts connections up to a cap; each connection gets a handler
+//! (handshake, then requests answered concurrently up to the in-flight cap, responses written
+//! in completion order with their request ids); framing (`connection.rs`) is apart from
+//! request semantics (`dispatch.rs`). Every limit of design.md is enforced: frame size before
+//! allocation, per-frame deadline, idle timeout, connection cap, in-flight cap, write deadline,
+//! token compared in constant time.
 #![deny(missing_docs)]
+
+mod admin;
+pub mod config;
+mod connection;
+mod dispatch;
+mod server;
+
+pub use crate::config::{ConfigError, LogFormat, NodeConfig};
+pub use crate::server::run;

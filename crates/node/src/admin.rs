@@ -1,0 +1,103 @@
+//! The admin HTTP listener: `GET /metrics` (Prometheus text), `/healthz` (the process is up) and
+//! `/readyz` (recovery finished and the node accepts requests). A deliberately small HTTP/1.1
+//! responder: one request per connection, a bounded request head, a read deadline.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::dispatch::Shared;
+
+/// The largest request head read.
+const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+
+/// The process-wide Prometheus recorder (installed once; later nodes in the same process,
+/// as in tests, share it).
+pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+            Ok(handle) => Some(handle),
+            Err(error) => {
+                tracing::warn!(%error, "no Prometheus recorder: another metrics recorder is installed");
+                None
+            }
+        })
+        .as_ref()
+}
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let handle = prometheus();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => return,
+        };
+        let Ok((socket, _)) = accepted else { continue };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), respond(socket, &shared, handle))
+                .await;
+        });
+    }
+}
+
+async fn respond(
+    mut socket: TcpStream,
+    shared: &Shared,
+    handle: Option<&PrometheusHandle>,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < REQUEST_HEAD_BYTES_MAX {
+        let read = socket.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => match handle {
+            Some(handle) => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "no metrics recorder\n".to_string(),
+            ),
+        },
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if shared.ready.load(Ordering::SeqCst) => {
+            ("200 OK", "text/plain", "ready\n".to_string())
+        }
+        ("GET", "/readyz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    socket.write_all(response.as_bytes()).await?;
+    socket.shutdown().await
+}

@@ -1,0 +1,110 @@
+//! Framing for one connection (the mini-redis `Connection` split): a [`FrameReader`] that
+//! buffers bytes, cuts frames with weir-proto's decoder and enforces the idle timeout and the
+//! per-frame deadline, and a writer task that sends encoded responses under a write deadline.
+//! Request semantics live in `dispatch.rs`.
+//!
+//! Bounded everywhere: the read buffer never grows past one frame (whose length is checked
+//! against `frame_bytes_max` before the body is read), and responses wait in a bounded channel.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, Notify};
+use weir_proto::{decode_frame, Frame, FrameError, FrameLimits, Request};
+
+/// Bytes read per call.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What reading the next frame gave.
+#[derive(Debug)]
+pub(crate) enum ReadOutcome {
+    /// A whole, checked frame.
+    Frame(Frame<Request>),
+    /// The peer closed the connection between frames.
+    Closed,
+    /// No frame started within the idle timeout.
+    Idle,
+    /// A frame started but did not complete within the frame deadline (or the peer closed
+    /// the connection in the middle of it).
+    Incomplete,
+    /// The bytes are not a valid frame.
+    Invalid(FrameError),
+    /// Reading failed.
+    Io(std::io::Error),
+}
+
+pub(crate) struct FrameReader {
+    read: OwnedReadHalf,
+    buffer: Vec<u8>,
+    limits: FrameLimits,
+}
+
+impl FrameReader {
+    pub(crate) fn new(read: OwnedReadHalf, limits: FrameLimits) -> Self {
+        FrameReader {
+            read,
+            buffer: Vec::with_capacity(READ_CHUNK_BYTES),
+            limits,
+        }
+    }
+
+    /// The next frame, waiting at most `idle` for it to start and `frame_deadline` for it to
+    /// complete once started.
+    pub(crate) async fn next(&mut self, idle: Duration, frame_deadline: Duration) -> ReadOutcome {
+        let mut frame_started: Option<Instant> = (!self.buffer.is_empty()).then(Instant::now);
+        loop {
+            match decode_frame::<Request>(&self.buffer, &self.limits) {
+                Ok(Some((frame, consumed))) => {
+                    self.buffer.drain(..consumed);
+                    return ReadOutcome::Frame(frame);
+                }
+                Ok(None) => {}
+                Err(error) => return ReadOutcome::Invalid(error),
+            }
+            let wait = match frame_started {
+                None => idle,
+                Some(started) => frame_deadline.saturating_sub(started.elapsed()),
+            };
+            self.buffer.reserve(READ_CHUNK_BYTES);
+            match tokio::time::timeout(wait, self.read.read_buf(&mut self.buffer)).await {
+                Err(_) if frame_started.is_none() => return ReadOutcome::Idle,
+                Err(_) => return ReadOutcome::Incomplete,
+                Ok(Ok(0)) if self.buffer.is_empty() => return ReadOutcome::Closed,
+                Ok(Ok(0)) => return ReadOutcome::Incomplete,
+                Ok(Ok(_)) => {
+                    frame_started.get_or_insert_with(Instant::now);
+                }
+                Ok(Err(error)) => return ReadOutcome::Io(error),
+            }
+        }
+    }
+}
+
+/// Writes encoded frames from `frames` until the channel closes; gives up (and notifies
+/// `failed`) when a write does not finish within `write_timeout` (a peer that never reads).
+pub(crate) async fn write_frames(
+    mut write: OwnedWriteHalf,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+    failed: std::sync::Arc<Notify>,
+) {
+    while let Some(frame) = frames.recv().await {
+        match tokio::time::timeout(write_timeout, write.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "writing a response failed");
+                failed.notify_one();
+                return;
+            }
+            Err(_) => {
+                tracing::info!(
+                    "a client did not read its responses within the write timeout; closing"
+                );
+                failed.notify_one();
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+}
