@@ -60,7 +60,19 @@ impl FrameReader {
                     return ReadOutcome::Frame(frame);
                 }
                 Ok(None) => {}
-                Err(error) => return ReadOutcome::Invalid(error),
+                Err(error) => {
+                    if !error.closes_connection() {
+                        // The frame itself was whole and sound (an unknown kind): drop it so
+                        // the next request can be read.
+                        if let Ok(Some(header)) =
+                            weir_proto::peek_header(&self.buffer, &self.limits)
+                        {
+                            self.buffer
+                                .drain(..header.frame_len().min(self.buffer.len()));
+                        }
+                    }
+                    return ReadOutcome::Invalid(error);
+                }
             }
             let wait = match frame_started {
                 None => idle,

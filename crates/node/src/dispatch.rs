@@ -6,6 +6,11 @@
 //! leases to run out normally, so its batches are redelivered to the others (no loss, no
 //! blocking).
 
+#![allow(
+    clippy::result_large_err,
+    reason = "errors are responses to send back: both sides of the Result are a Response"
+)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

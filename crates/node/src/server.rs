@@ -145,8 +145,8 @@ async fn send(
 fn token_matches(expected: &str, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.as_bytes());
     let mut difference = u8::from(a.len() != b.len());
-    for i in 0..a.len() {
-        difference |= a[i] ^ b.get(i).copied().unwrap_or(0);
+    for (i, byte) in a.iter().enumerate() {
+        difference |= byte ^ b.get(i).copied().unwrap_or(0);
     }
     difference == 0
 }
