@@ -1,11 +1,12 @@
 //! weir's benchmark harness: `cargo run --release -p weir-bench -- <suite> [--quick] [--json]`.
 //!
-//! Suites: `log` (issue 2), `offsets` (issue 3), `batch` (issue 4), `store` (issue 5). Each prints its figures next to a baseline
+//! Suites: `log` (issue 2), `offsets` (issue 3), `batch` (issue 4), `store` (issue 5), `node` (issue 6). Each prints its figures next to a baseline
 //! measured in the same run; see `docs/testing.md` for what each figure means.
 
 mod batch;
 mod harness;
 mod log;
+mod node;
 mod offsets;
 mod store;
 
@@ -41,6 +42,7 @@ fn main() {
             "offsets" => offsets::run(&options),
             "batch" => batch::run(&options),
             "store" => store::run(&options),
+            "node" => node::run(&options),
             other => usage(&format!("unknown suite {other}")),
         };
         harness::print(&figures, &options);
@@ -51,6 +53,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("weir-bench: {problem}");
     }
-    eprintln!("usage: weir-bench <log|offsets|batch|store>... [--quick] [--json] [--dir DIR]");
+    eprintln!("usage: weir-bench <log|offsets|batch|store|node>... [--quick] [--json] [--dir DIR]");
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }
