@@ -10,7 +10,7 @@
 //!   ([`CommitExpectation`]); if another writer moved it, the commit is refused with
 //!   [`Error::Conflict`] carrying the actual value. A commit never moves a group backwards
 //!   ([`Error::Backwards`]); only [`OffsetStore::reset`] does.
-//! - **Batched**: [`OffsetStore::commit_batch`] commits many partitions in one transaction and
+//! - **Batched**: [`OffsetStore::commit_batch`] commits many partitions in one atomic sled batch and
 //!   one sync.
 //! - **Atomic with the caller's state**: [`OffsetStore::commit_with`] commits offsets and the
 //!   caller's own writes to a [`UserTree`] in one transaction and one sync.

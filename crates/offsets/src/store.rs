@@ -354,7 +354,7 @@ impl OffsetStore {
         })
     }
 
-    /// Commits many partitions' offsets of one group in one durable step (one transaction, one
+    /// Commits many partitions' offsets of one group in one durable step (one atomic sled batch, one
     /// sync): all of them, or — if the rule refuses any — none. Returns the commit time they
     /// share.
     ///
