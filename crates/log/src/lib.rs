@@ -35,6 +35,7 @@ mod clock;
 mod config;
 mod error;
 pub mod format;
+pub mod inspect;
 mod log;
 mod read;
 mod recovery;

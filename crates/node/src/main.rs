@@ -1,18 +1,35 @@
-//! `weir`: the storage node and (as it grows) the command line.
+//! `weir`: the storage node and the command line.
 //!
 //! `weir serve` with no arguments serves `./weir-data` on `127.0.0.1:7450` (admin HTTP on
 //! `127.0.0.1:7451`). Settings come from the defaults, then `--config FILE` (TOML), then
 //! `WEIR_*` environment variables, then flags — each overriding the one before.
+//!
+//! The other commands (`topic`, `produce`, `consume`, `replay`, `group`, `verify`, `repair`,
+//! `bench`, `completions`) live in `cli/`. Data goes to stdout; errors are one line on stderr
+//! (`weir: ...`) with a non-zero exit code (see [`cli::exit`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use weir_node::{LogFormat, NodeConfig};
 
+mod cli;
+
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "weir: a durable event store with micro-batch consumers", long_about = None)]
+#[command(
+    name = "weir",
+    version,
+    about = "weir: a durable event store with micro-batch consumers",
+    long_about = "weir: a durable event store with micro-batch consumers.\n\n\
+        Commands talk to a node (`--server HOST:PORT`, default 127.0.0.1:7450, or WEIR_SERVER; \
+        token from `--token` or WEIR_TOKEN). Most can work directly on a stopped node's data \
+        directory instead (`--data-dir DIR`): that opens the store in this process, running \
+        recovery as `weir serve` would. `verify` and `repair` work on a data directory only.",
+    after_help = "Exit codes: 0 success; 1 an error (one line on stderr); 64 a usage error \
+        (bad flag or value). `weir verify`: 0 clean, 1 repairable, 2 corrupt, 3 could not check."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +39,33 @@ struct Cli {
 enum Command {
     /// Run the storage node (on a data directory; TCP for clients, HTTP for /metrics).
     Serve(ServeArgs),
+    /// Create, list, describe and delete topics [node or --data-dir].
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Append events read from stdin, one per line (or length-delimited) [node or --data-dir].
+    Produce(cli::produce::ProduceArgs),
+    /// Consume a topic as a member of a consumer group, acknowledging each batch once it is
+    /// written out [node or --data-dir].
+    Consume(cli::consume::ConsumeArgs),
+    /// Print one partition's events from an offset or a time, without touching any group
+    /// [node or --data-dir].
+    Replay(cli::replay::ReplayArgs),
+    /// List, describe (lag), reset and delete consumer groups [node or --data-dir].
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
+    /// Check a stopped node's data directory offline, changing nothing [--data-dir only].
+    Verify(cli::verify::VerifyArgs),
+    /// Repair a stopped node's data directory: cut what verify found, after saying what is
+    /// lost [--data-dir only].
+    Repair(cli::verify::RepairArgs),
+    /// Generate load and measure throughput and latency [node or --data-dir].
+    Bench(cli::bench::BenchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,13 +109,28 @@ struct ServeArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => cli::exit::clap_error(error),
     };
-    if let Err(error) = result {
-        eprintln!("weir: {error:#}");
-        std::process::exit(1);
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).map(|()| 0),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weir", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Verify(args) => cli::verify::verify(&args),
+        Command::Repair(args) => cli::verify::repair(&args),
+        Command::Topic(command) => cli::run(|| cli::topic::run(command)),
+        Command::Produce(args) => cli::run(|| cli::produce::run(args)),
+        Command::Consume(args) => cli::run(|| cli::consume::run(args)),
+        Command::Replay(args) => cli::run(|| cli::replay::run(args)),
+        Command::Group(command) => cli::run(|| cli::group::run(command)),
+        Command::Bench(args) => cli::run(|| cli::bench::run(args)),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(error) => cli::exit::fail(&error),
     }
 }
 

@@ -502,3 +502,56 @@ async fn connections_over_the_cap_are_refused_at_once() {
     assert!(started.elapsed() < Duration::from_secs(2));
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_and_the_in_flight_cap_answers_the_excess() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node_config = config();
+    node_config.idle_timeout_ms = 200;
+    node_config.in_flight_max = 1;
+    let node = Node::start(dir.path(), node_config).await;
+    let client = Client::connect(node.address, ClientConfig::default())
+        .await
+        .unwrap();
+    client
+        .create_topic("t", 1, Default::default())
+        .await
+        .unwrap();
+
+    let handshaken = || async {
+        let mut stream = TcpStream::connect(node.address).await.unwrap();
+        let (_, response) = exchange(&mut stream, &frame(1, &hello(None)))
+            .await
+            .unwrap();
+        assert!(matches!(response, Response::Welcome(_)));
+        stream
+    };
+    // Idle past the timeout: told why, then closed.
+    let mut stream = handshaken().await;
+    let started = std::time::Instant::now();
+    let (id, response) = read_response(&mut stream).await.unwrap();
+    assert_eq!((id, code(&response)), (0, Some(ErrorCode::Timeout)));
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(closed(&mut stream).await);
+
+    // Two requests pipelined with a cap of one in flight: a long poll holds the slot, so the
+    // second is refused (and the connection stays usable).
+    let mut stream = handshaken().await;
+    let poll = Request::Read(weir_proto::Read {
+        topic: "t".into(),
+        partition: 0,
+        from: weir_proto::ReadFrom::Latest,
+        max_events: 10,
+        max_bytes: 1 << 20,
+        max_wait_ms: 150,
+    });
+    let mut both = frame(2, &poll);
+    both.extend(frame(3, &Request::ListTopics));
+    stream.write_all(&both).await.unwrap();
+    let (id, response) = read_response(&mut stream).await.unwrap();
+    assert_eq!((id, code(&response)), (3, Some(ErrorCode::TooManyInFlight)));
+    let (id, response) = read_response(&mut stream).await.unwrap();
+    assert_eq!(id, 2);
+    assert!(matches!(response, Response::Read(_)));
+    node.stop().await;
+}
