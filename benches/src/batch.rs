@@ -95,6 +95,7 @@ fn reader(
     config.batch_size = batch_size;
     config.ack_timeout_ms = ack_timeout_ms;
     config.max_wait_ms = 1;
+    // The barrier is committed durably every 100 ms.
     config.commit_policy = CommitPolicy::Interval {
         interval_ms: 100,
         acks_max: u32::MAX,
