@@ -408,7 +408,14 @@ fn dead_letters_go_to_the_groups_topic_created_on_demand() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (next.first_offset, &next.events[0].value[..]),
+        (
+            next.first_offset,
+            next.events
+                .iter()
+                .next()
+                .map(|e| e.value)
+                .unwrap_or_default()
+        ),
         (1, &b"fine"[..])
     );
     consumer.ack(&next).unwrap();

@@ -49,6 +49,7 @@
 mod config;
 mod dead_letter;
 mod error;
+mod events;
 mod notify;
 mod offsets;
 mod reader;
@@ -61,6 +62,7 @@ pub use crate::dead_letter::{
     HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
 pub use crate::error::{BoxError, Error, Result};
+pub use crate::events::BatchEvents;
 pub use crate::notify::{Signal, Timer, WaitSet};
 pub use crate::offsets::{MemoryOffsets, OffsetCommits};
 pub use crate::reader::{Attempt, Batch, PartitionReader, PartitionStats, NACK_REASON_BYTES_MAX};

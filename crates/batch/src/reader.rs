@@ -9,11 +9,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use weir_log::{Clock, Event, Log};
+use weir_log::{Clock, Log, ReadBatch, ReadEnd};
 
 use crate::config::{BatchConfig, CommitPolicy};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::{Error, Result};
+use crate::events::BatchEvents;
 use crate::notify::{Signal, WaitSet};
 use crate::offsets::OffsetCommits;
 use crate::state::{
@@ -36,8 +37,8 @@ pub struct Batch {
     pub close_reason: CloseReason,
     /// When the lease runs out (ms since the Unix epoch, by the reader's clock).
     pub lease_expires_ms: u64,
-    /// The events, in offset order.
-    pub events: Vec<Event>,
+    /// The events, in offset order: views into the log's checked frames (no copy).
+    pub events: BatchEvents,
 }
 
 impl Batch {
@@ -87,9 +88,8 @@ const READ_AHEAD_EVENTS: usize = 1024;
 /// The machine plus the events read ahead of `next_fetch`, guarded together.
 struct Fetcher {
     machine: PartitionState,
-    ahead: std::collections::VecDeque<Event>,
-    /// The last read into `ahead` stopped at `batch_bytes_max`: more events follow it.
-    ahead_cut_by_bytes: bool,
+    /// Events read at and after `next_fetch` but not delivered yet (views into the log's frames).
+    ahead: Option<ReadBatch>,
 }
 
 impl std::ops::Deref for Fetcher {
@@ -103,17 +103,6 @@ impl std::ops::DerefMut for Fetcher {
     fn deref_mut(&mut self) -> &mut PartitionState {
         &mut self.machine
     }
-}
-
-/// The encoded size of an event (as `batch_bytes_max` counts it; see `docs/format.md`).
-fn encoded_len(event: &Event) -> usize {
-    18 + event.key.as_ref().map_or(0, |key| key.len())
-        + event
-            .headers
-            .iter()
-            .map(|(name, value)| 6 + name.len() + value.len())
-            .sum::<usize>()
-        + event.value.len()
 }
 
 struct CommitState {
@@ -219,8 +208,7 @@ impl PartitionReader {
             clock,
             state: Mutex::new(Fetcher {
                 machine,
-                ahead: std::collections::VecDeque::new(),
-                ahead_cut_by_bytes: false,
+                ahead: None,
             }),
             commit: Mutex::new(CommitState {
                 stored,
@@ -273,7 +261,7 @@ impl PartitionReader {
                         group: &self.group,
                         topic: &self.topic,
                         partition: self.partition,
-                        events: &events,
+                        events: &events.to_vec(),
                         attempts,
                         last_reason: last_reason.as_deref(),
                     };
@@ -500,9 +488,12 @@ impl PartitionReader {
         })
     }
 
-    fn batch(&self, lease: Lease, events: Vec<Event>) -> Batch {
+    fn batch(&self, lease: Lease, events: BatchEvents) -> Batch {
         debug_assert_eq!(events.len() as u64, lease.end_offset - lease.first_offset);
-        debug_assert_eq!(events.first().map(|e| e.offset), Some(lease.first_offset));
+        debug_assert_eq!(
+            events.iter().next().map(|e| e.offset),
+            Some(lease.first_offset)
+        );
         Batch {
             id: lease.id,
             partition: self.partition,
@@ -514,63 +505,72 @@ impl PartitionReader {
         }
     }
 
-    /// The events the next batch from `from` may hold (up to `batch_size` and
-    /// `batch_bytes_max`), and whether the byte limit cut them. Small batches are served from
-    /// a read-ahead buffer; the events stay there until a batch is leased with [`Self::take`].
+    /// How many events the next batch from `from` takes (up to `batch_size` and
+    /// `batch_bytes_max`), and whether the byte limit cut it. The events stay in the read-ahead
+    /// (which always starts at the next offset to fetch) until [`Self::take`] leases them.
     fn peek_events(&self, fetcher: &mut Fetcher, from: u64) -> Result<(usize, bool)> {
         let batch_size = self.config.batch_size as usize;
         let bytes_max = usize::try_from(self.config.batch_bytes_max).unwrap_or(usize::MAX);
-        if fetcher.ahead.front().map(|event| event.offset) != Some(from) {
-            fetcher.ahead.clear();
-            fetcher.ahead_cut_by_bytes = false;
+        if fetcher
+            .ahead
+            .as_ref()
+            .is_some_and(|ahead| ahead.first_offset() != from)
+        {
+            fetcher.ahead = None;
         }
-        if fetcher.ahead.len() < batch_size {
-            let next = from + fetcher.ahead.len() as u64;
+        let covered = fetcher.ahead.as_ref().map_or(0, ReadBatch::len);
+        let cut_by_bytes = fetcher
+            .ahead
+            .as_ref()
+            .is_some_and(|ahead| ahead.end() == ReadEnd::ByteLimit);
+        if covered < batch_size && !(covered > 0 && cut_by_bytes) {
             // Read ahead only for small batches: a large batch reads whole frames anyway, and
             // reading past it would split the next frame between two reads.
             let want = if batch_size >= READ_AHEAD_EVENTS / 4 {
-                batch_size - fetcher.ahead.len()
+                batch_size
             } else {
-                (batch_size - fetcher.ahead.len()).max(READ_AHEAD_EVENTS)
+                batch_size.max(READ_AHEAD_EVENTS)
             };
-            let read = self.log.read(next, want, bytes_max)?;
-            fetcher.ahead_cut_by_bytes = read.end() == weir_log::ReadEnd::ByteLimit;
-            fetcher.ahead.extend(read.events());
+            fetcher.ahead = Some(self.log.read(from, want, bytes_max)?);
+        }
+        let Some(ahead) = fetcher.ahead.as_ref() else {
+            return Ok((0, false));
+        };
+        let available = ahead.len();
+        let cut = ahead.end() == ReadEnd::ByteLimit;
+        if available <= batch_size {
+            // The read's own limits cut it (or the tail was reached).
+            return Ok((available, cut && available > 0 && available < batch_size));
         }
         let mut bytes = 0usize;
-        for (taken, event) in fetcher.ahead.iter().take(batch_size).enumerate() {
-            let size = encoded_len(event);
+        for (taken, event) in ahead.iter().take(batch_size).enumerate() {
+            let size = event.encoded_len();
             if taken > 0 && bytes + size > bytes_max {
                 return Ok((taken, true));
             }
             bytes += size;
         }
-        let count = fetcher.ahead.len().min(batch_size);
-        Ok((
-            count,
-            count < batch_size && count > 0 && fetcher.ahead_cut_by_bytes,
-        ))
+        Ok((batch_size, false))
     }
 
-    /// Takes the first `count` read-ahead events for a batch.
-    fn take(fetcher: &mut Fetcher, count: usize) -> Vec<Event> {
-        if count == fetcher.ahead.len() {
-            // The common case for large batches: hand over the buffer without moving events.
-            let (front, back) = fetcher.ahead.as_slices();
-            if back.is_empty() && front.len() == count {
-                return Vec::from(std::mem::take(&mut fetcher.ahead));
-            }
+    /// The first `count` read-ahead events, as a batch's events (no copy).
+    fn take(fetcher: &mut Fetcher, count: usize) -> BatchEvents {
+        let ahead = fetcher.ahead.as_mut().expect("peek_events read ahead");
+        if ahead.len() == count {
+            // The common case for large batches: the whole read is the batch.
+            return BatchEvents::new(vec![fetcher.ahead.take().expect("checked above")]);
         }
-        fetcher.ahead.drain(..count).collect()
+        BatchEvents::new(vec![ahead.split_front(count)])
     }
 
     /// Reads exactly the events `first..end` (a redelivery or a dead letter).
-    fn read_range(&self, first: u64, end: u64) -> Result<Vec<Event>> {
+    fn read_range(&self, first: u64, end: u64) -> Result<BatchEvents> {
         let count = (end - first) as usize;
-        let mut events = Vec::with_capacity(count);
-        while (events.len()) < count {
-            let from = first + events.len() as u64;
-            let read = match self.log.read(from, count - events.len(), usize::MAX) {
+        let mut parts = Vec::new();
+        let mut read_so_far = 0usize;
+        while read_so_far < count {
+            let from = first + read_so_far as u64;
+            let read = match self.log.read(from, count - read_so_far, usize::MAX) {
                 Ok(read) => read,
                 Err(weir_log::Error::OffsetOutOfRange { start, .. }) if from < start => {
                     return Err(Error::EventsRemoved {
@@ -588,9 +588,10 @@ impl PartitionReader {
                     log_start: self.log.start_offset(),
                 });
             }
-            events.extend(read.events());
+            read_so_far += read.len();
+            parts.push(read);
         }
-        Ok(events)
+        Ok(BatchEvents::new(parts))
     }
 
     /// After `settled` batches were acknowledged or dead-lettered: commit per the policy.

@@ -434,7 +434,24 @@ impl<'a> FrameEvents<'a> {
     }
 }
 
-impl FrameEvents<'_> {
+impl<'a> FrameEvents<'a> {
+    /// Events of a checked `frame` from the event with `offset`, which starts at byte `at`
+    /// (a position an earlier iteration reported with [`FrameEvents::position`]).
+    pub fn resume(frame: &'a [u8], header: &FrameHeader, offset: u64, at: usize) -> Self {
+        debug_assert!(offset >= header.base_offset && offset <= header.end_offset());
+        FrameEvents {
+            frame,
+            at,
+            next_offset: offset,
+            remaining: (header.end_offset() - offset) as u32,
+        }
+    }
+
+    /// The byte position in the frame of the next event.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
     /// Skips the events before `offset` (all of them if the frame ends before it).
     pub fn skip_to(&mut self, offset: u64) {
         while self.remaining > 0 && self.next_offset < offset {

@@ -83,6 +83,9 @@ pub struct ReadBatch {
     len: usize,
     event_bytes: usize,
     end: ReadEnd,
+    /// Byte position in the first frame where the event `first_offset` starts, when known
+    /// (after [`ReadBatch::split_front`]); otherwise found by walking the frame.
+    first_at: Option<usize>,
 }
 
 impl ReadBatch {
@@ -124,31 +127,82 @@ impl ReadBatch {
 
     /// The events, borrowing the batch's bytes.
     pub fn iter(&self) -> impl Iterator<Item = EventView<'_>> + '_ {
-        let first = self.first_offset;
-        self.frames
-            .iter()
-            .enumerate()
-            .flat_map(move |(i, frame)| {
-                let mut events = frame.events();
-                if i == 0 {
-                    // Only the first frame can start before the asked offset.
-                    events.skip_to(first);
-                }
-                events
-            })
+        (0..self.frames.len())
+            .flat_map(move |i| self.frame_events(i))
             .take(self.len)
+    }
+
+    /// Takes the first `count` events off the front of this batch and returns them as a batch
+    /// of their own, sharing the frames (no copy); this batch then starts after them. It
+    /// remembers where its next event starts, so taking small batches one after another costs
+    /// only the events taken.
+    pub fn split_front(&mut self, count: usize) -> ReadBatch {
+        let count = count.min(self.len);
+        let mut taken = 0usize;
+        let mut bytes = 0usize;
+        let mut last_frame = 0usize;
+        let mut rest: Option<(usize, usize)> = None;
+        'frames: for i in 0..self.frames.len() {
+            let mut events = self.frame_events(i);
+            loop {
+                if taken == count {
+                    rest = Some((i, events.position()));
+                    break 'frames;
+                }
+                match events.next() {
+                    Some(event) => {
+                        bytes += event.encoded_len();
+                        taken += 1;
+                        last_frame = i;
+                    }
+                    None => break,
+                }
+            }
+        }
+        let front = ReadBatch {
+            frames: self.frames[..(last_frame + 1).min(self.frames.len())].to_vec(),
+            first_offset: self.first_offset,
+            len: taken,
+            event_bytes: bytes,
+            end: ReadEnd::Full,
+            first_at: self.first_at,
+        };
+        // What remains starts at the next event: in the frame where taking stopped, or at the
+        // start of the following one.
+        let (rest_frame, rest_at) = match rest {
+            Some((i, at)) if at < self.frames[i].bytes.len() => (i, Some(at)),
+            Some((i, _)) => (i + 1, None),
+            None => (self.frames.len(), None),
+        };
+        self.frames.drain(..rest_frame.min(self.frames.len()));
+        self.first_at = rest_at;
+        self.first_offset += taken as u64;
+        self.len -= taken;
+        self.event_bytes = self.event_bytes.saturating_sub(bytes);
+        front
+    }
+
+    /// The events of frame `i`, starting at this batch's first event for the first frame.
+    fn frame_events(&self, i: usize) -> FrameEvents<'_> {
+        let frame = &self.frames[i];
+        if i > 0 {
+            return frame.events();
+        }
+        match self.first_at {
+            Some(at) => FrameEvents::resume(&frame.bytes, &frame.header, self.first_offset, at),
+            None => {
+                let mut events = frame.events();
+                events.skip_to(self.first_offset);
+                events
+            }
+        }
     }
 
     /// The events as owned values sharing the batch's bytes (no copy of keys and values).
     pub fn events(&self) -> Vec<Event> {
-        let first = self.first_offset;
         let mut out = Vec::with_capacity(self.len);
         for (i, frame) in self.frames.iter().enumerate() {
-            let mut events = frame.events();
-            if i == 0 {
-                events.skip_to(first);
-            }
-            for event in events {
+            for event in self.frame_events(i) {
                 if out.len() == self.len {
                     return out;
                 }
@@ -257,6 +311,7 @@ impl Collector {
             len: self.len,
             event_bytes: self.event_bytes,
             end: self.end,
+            first_at: None,
         }
     }
 }

@@ -629,3 +629,26 @@ fn a_clean_open_does_not_read_every_segment() {
     assert_eq!(log.read(0, 1, usize::MAX).unwrap().len(), 1);
     assert_eq!(log.read(200, 1, usize::MAX).unwrap().first_offset(), 200);
 }
+
+#[test]
+fn split_front_hands_out_consecutive_slices_of_a_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let values: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i % 7)]).collect();
+    for chunk in values.chunks(9) {
+        let events: Vec<AppendEvent<'_>> = chunk.iter().map(|v| AppendEvent::value(v)).collect();
+        log.append(&events).unwrap();
+    }
+    let mut batch = log.read(3, 100, usize::MAX).unwrap();
+    let mut next = 3u64;
+    for size in [1usize, 2, 5, 9, 1, 4, 100] {
+        let front = batch.split_front(size);
+        let got: Vec<(u64, Vec<u8>)> = front.iter().map(|e| (e.offset, e.value.to_vec())).collect();
+        let want: Vec<(u64, Vec<u8>)> = (next..(next + size as u64).min(40)).map(|o| (o, values[o as usize].clone())).collect();
+        assert_eq!(got, want, "slice of {size} from {next}");
+        assert_eq!(front.events().len(), want.len());
+        next += want.len() as u64;
+        assert_eq!(batch.first_offset(), next);
+    }
+    assert!(batch.is_empty());
+}

@@ -413,6 +413,37 @@ async fn read_events(shared: &Arc<Shared>, read: proto::Read) -> Outcome {
     }))
 }
 
+/// A batch's events: the log's own checked frames when the batch is one piece (the client
+/// checks the same CRCs), decoded events otherwise.
+fn batch_events(events: &weir_batch::BatchEvents) -> proto::Events {
+    if let Some((frames, skip, count)) = events.frames() {
+        let mut bytes = Vec::with_capacity(frames.iter().map(|f| f.bytes.len()).sum());
+        for frame in frames {
+            bytes.extend_from_slice(&frame.bytes);
+        }
+        return proto::Events::LogFrames(proto::LogFrames {
+            bytes,
+            skip: skip as u32,
+            count: count as u32,
+        });
+    }
+    proto::Events::Decoded(
+        events
+            .iter()
+            .map(|event| proto::Event {
+                offset: event.offset,
+                timestamp_ms: event.timestamp_ms,
+                key: event.key.map(<[u8]>::to_vec),
+                headers: event
+                    .headers()
+                    .map(|h| (h.name.to_string(), h.value.to_vec()))
+                    .collect(),
+                value: event.value.to_vec(),
+            })
+            .collect(),
+    )
+}
+
 /// The read's own checked log frames, shipped as they are (the client checks the same CRCs).
 fn log_frames(batch: &weir_log::ReadBatch) -> proto::Events {
     let frames = batch.frames();
@@ -480,36 +511,18 @@ async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch) -> Outcome {
     };
     let wait = Duration::from_millis(u64::from(fetch.wait_ms).min(shared.config.wait_max_ms));
     let batch = consumer.next_batch_async(wait).await.map_err(store_error)?;
-    Ok(Response::Fetched(batch.map(|batch| {
-        proto::Batch {
-            partition: batch.partition,
-            batch_id: batch.id.0,
-            first_offset: batch.first_offset,
-            attempt: batch.attempt,
-            close_reason: match batch.close_reason {
-                weir_store::CloseReason::Full => proto::CloseReason::Full,
-                weir_store::CloseReason::ByteLimit => proto::CloseReason::ByteLimit,
-                weir_store::CloseReason::TailWait => proto::CloseReason::TailWait,
-            },
-            lease_expires_ms: batch.lease_expires_ms,
-            events: proto::Events::Decoded(
-                batch
-                    .events
-                    .into_iter()
-                    .map(|event| proto::Event {
-                        offset: event.offset,
-                        timestamp_ms: event.timestamp_ms,
-                        key: event.key.map(|k| k.to_vec()),
-                        headers: event
-                            .headers
-                            .into_iter()
-                            .map(|(name, value)| (name, value.to_vec()))
-                            .collect(),
-                        value: event.value.to_vec(),
-                    })
-                    .collect(),
-            ),
-        }
+    Ok(Response::Fetched(batch.map(|batch| proto::Batch {
+        partition: batch.partition,
+        batch_id: batch.id.0,
+        first_offset: batch.first_offset,
+        attempt: batch.attempt,
+        close_reason: match batch.close_reason {
+            weir_store::CloseReason::Full => proto::CloseReason::Full,
+            weir_store::CloseReason::ByteLimit => proto::CloseReason::ByteLimit,
+            weir_store::CloseReason::TailWait => proto::CloseReason::TailWait,
+        },
+        lease_expires_ms: batch.lease_expires_ms,
+        events: batch_events(&batch.events),
     })))
 }
 
