@@ -351,7 +351,7 @@ fn check_delivery(
     for (i, event) in batch.events.iter().enumerate() {
         prop_assert_eq!(event.offset, first + i as u64);
         prop_assert_eq!(
-            &event.value[..],
+            event.value,
             &value(event.offset)[..],
             "events are what was appended"
         );

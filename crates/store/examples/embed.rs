@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "partition {} offset {:>3}: {}",
                 batch.partition,
                 event.offset,
-                String::from_utf8_lossy(&event.value)
+                String::from_utf8_lossy(event.value)
             );
         }
         // Processing succeeded: acknowledge. The group's committed offset moves past the batch
