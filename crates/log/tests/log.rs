@@ -644,7 +644,9 @@ fn split_front_hands_out_consecutive_slices_of_a_read() {
     for size in [1usize, 2, 5, 9, 1, 4, 100] {
         let front = batch.split_front(size);
         let got: Vec<(u64, Vec<u8>)> = front.iter().map(|e| (e.offset, e.value.to_vec())).collect();
-        let want: Vec<(u64, Vec<u8>)> = (next..(next + size as u64).min(40)).map(|o| (o, values[o as usize].clone())).collect();
+        let want: Vec<(u64, Vec<u8>)> = (next..(next + size as u64).min(40))
+            .map(|o| (o, values[o as usize].clone()))
+            .collect();
         assert_eq!(got, want, "slice of {size} from {next}");
         assert_eq!(front.events().len(), want.len());
         next += want.len() as u64;
