@@ -11,7 +11,9 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// Locks a mutex of the crate. Every critical section leaves its data consistent (the state
+/// machine asserts its invariants), so a panic elsewhere does not make the data unusable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain data, consistent after every critical section.
     mutex
         .lock()

@@ -6,7 +6,7 @@
 //! short); `commit` serializes commits so the committed offset only moves forward and the
 //! compare-and-set expectation stays exact. `commit` is never taken while `state` is held.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_log::{Clock, Log, ReadBatch, ReadEnd};
@@ -15,7 +15,7 @@ use crate::config::{BatchConfig, CommitPolicy};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
 use crate::error::{Error, Result};
 use crate::events::BatchEvents;
-use crate::notify::{Signal, WaitSet};
+use crate::notify::{lock, Signal, WaitSet};
 use crate::offsets::OffsetCommits;
 use crate::state::{
     BatchId, CloseReason, Lease, Next, PartitionState, SettleError, StateConfig, StateStats,
@@ -136,13 +136,6 @@ impl std::fmt::Debug for PartitionReader {
             .field("partition", &self.partition)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Plain data, consistent after every critical section (the machine asserts its invariants).
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PartitionReader {
@@ -391,12 +384,6 @@ impl PartitionReader {
         &self.log
     }
 
-    /// The deadline of the reader's next scheduled change for an [`Attempt::Wait`] (by the
-    /// reader's clock), as an instant no later than `deadline`.
-    pub fn wake_instant(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
-        self.wake_at(until_ms, deadline)
-    }
-
     /// Acknowledges a batch: its events are done. The barrier advances over every batch
     /// acknowledged without a gap and is committed per the commit policy.
     ///
@@ -630,8 +617,10 @@ impl PartitionReader {
         Ok(())
     }
 
-    /// When to wake: at the state's next deadline (by the reader's clock) or the caller's.
-    fn wake_at(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
+    /// When to wake for an [`Attempt::Wait`]: at the reader's next scheduled change (a lease
+    /// expiry, a nack delay, a due interval commit; by the reader's clock) or at `deadline`,
+    /// whichever comes first.
+    pub fn wake_instant(&self, until_ms: Option<u64>, deadline: Instant) -> Instant {
         let interval_due = match self.config.commit_policy {
             // Only acks waiting to be committed make the interval a reason to wake up.
             CommitPolicy::Interval { interval_ms, .. } => {

@@ -24,7 +24,7 @@ use weir_batch::{
     MemoryOffsets, OffsetCommits, PartitionReader,
 };
 use weir_log::sim::SimStorage;
-use weir_log::{AppendEvent, Clock, Log, LogConfig, ManualClock};
+use weir_log::{AppendEvent, Log, LogConfig, ManualClock};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -425,13 +425,4 @@ proptest! {
     fn the_batch_reader_keeps_its_rules(scenario in scenario()) {
         run(scenario)?;
     }
-}
-
-#[test]
-fn a_clock_is_shared() {
-    // The reader and the log see the same manual clock in the model.
-    let clock = ManualClock::new(5);
-    let other = clock.clone();
-    clock.advance(1);
-    assert_eq!(other.now_ms(), 6);
 }

@@ -358,6 +358,16 @@ fn hello(token: Option<&str>) -> Request {
     })
 }
 
+/// A raw connection that completed the handshake.
+async fn handshaken(address: SocketAddr, token: Option<&str>) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let (_, response) = exchange(&mut stream, &frame(1, &hello(token)))
+        .await
+        .unwrap();
+    assert!(matches!(response, Response::Welcome(_)));
+    stream
+}
+
 fn code(response: &Response) -> Option<ErrorCode> {
     match response {
         Response::Error(error) => Some(error.code),
@@ -417,14 +427,7 @@ async fn raw_bytes_are_answered_as_specified_and_the_node_keeps_serving() {
     }
 
     // After a good handshake: a bad CRC, an oversized length, a truncated frame, an unknown kind.
-    let handshaken = || async {
-        let mut stream = TcpStream::connect(node.address).await.unwrap();
-        let (_, response) = exchange(&mut stream, &frame(1, &hello(Some("sesame"))))
-            .await
-            .unwrap();
-        assert!(matches!(response, Response::Welcome(_)));
-        stream
-    };
+    let handshaken = || handshaken(node.address, Some("sesame"));
     let mut stream = handshaken().await;
     let mut bad_crc = frame(2, &Request::ListTopics);
     let last = bad_crc.len() - 1;
@@ -518,14 +521,7 @@ async fn idle_connections_close_and_the_in_flight_cap_answers_the_excess() {
         .await
         .unwrap();
 
-    let handshaken = || async {
-        let mut stream = TcpStream::connect(node.address).await.unwrap();
-        let (_, response) = exchange(&mut stream, &frame(1, &hello(None)))
-            .await
-            .unwrap();
-        assert!(matches!(response, Response::Welcome(_)));
-        stream
-    };
+    let handshaken = || handshaken(node.address, None);
     // Idle past the timeout: told why, then closed.
     let mut stream = handshaken().await;
     let started = std::time::Instant::now();
