@@ -273,7 +273,27 @@ impl PartitionReader {
                 }
                 Next::Fetch { from } => {
                     let batch_size = self.config.batch_size as usize;
-                    let (count, byte_limited) = self.peek_events(&mut state, from)?;
+                    let (count, byte_limited) = match self.peek_events(&mut state, from) {
+                        Ok(peeked) => peeked,
+                        Err(Error::Log(weir_log::Error::OffsetOutOfRange { start, .. }))
+                            if from < start =>
+                        {
+                            // Retention overtook the group: those events are gone before
+                            // anyone saw them. Say so loudly and go on from the log's start.
+                            let skipped = state.skip_removed(from, start);
+                            tracing::warn!(
+                                group = %self.group,
+                                topic = %self.topic,
+                                partition = self.partition,
+                                from,
+                                log_start = start,
+                                skipped,
+                                "retention removed events before the group read them; skipping to the log start"
+                            );
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     let close_reason = if count == batch_size {
                         CloseReason::Full
                     } else if byte_limited {

@@ -158,6 +158,8 @@ pub struct StateStats {
     pub acked: u64,
     /// Batches dead-lettered.
     pub dead_letters: u64,
+    /// Events removed by retention before they were delivered (skipped, never seen).
+    pub skipped_events: u64,
 }
 
 /// Acknowledged batches allowed behind the barrier per unit of `max_in_flight`.
@@ -342,6 +344,40 @@ impl PartitionState {
             close_reason,
             lease_expires_ms,
         }
+    }
+
+    /// Retention removed the never-delivered events `from..to` (the log's start moved past the
+    /// next offset to fetch): delivery continues at `to`, and the removed span counts as
+    /// settled so the barrier can pass it once the batches before it are acknowledged. Returns
+    /// the number of events skipped.
+    ///
+    /// # Panics
+    /// If `from` is not the next offset to fetch or `to` is not past it.
+    pub fn skip_removed(&mut self, from: u64, to: u64) -> u64 {
+        assert_eq!(
+            from, self.next_fetch,
+            "a skip starts at the next offset to fetch"
+        );
+        assert!(to > from, "a skip moves forward");
+        if self.ranges.is_empty() {
+            self.barrier = to;
+        } else {
+            self.ranges.insert(
+                from,
+                Range {
+                    end: to,
+                    close_reason: CloseReason::Full,
+                    state: RangeState::Acked,
+                    first_delivered_ms: 0,
+                    last_reason: None,
+                },
+            );
+        }
+        self.next_fetch = to;
+        self.tail_wait_started_ms = None;
+        self.stats.skipped_events += to - from;
+        self.check_invariants();
+        to - from
     }
 
     /// Leases the waiting batch at `first_offset` again (same events, next attempt).
@@ -632,6 +668,28 @@ mod tests {
             ack_timeout_ms: 1000,
             max_attempts: 3,
         }
+    }
+
+    #[test]
+    fn events_removed_before_delivery_are_skipped_and_the_barrier_passes_them_in_order() {
+        // Nothing in flight: the barrier jumps with the fetch position.
+        let mut state = PartitionState::new(config(2), 10);
+        assert_eq!(state.skip_removed(10, 40), 30);
+        assert_eq!((state.barrier(), state.next_fetch()), (40, 40));
+        assert_eq!(state.poll(0), Next::Fetch { from: 40 });
+        // A batch in flight before the removed span: the barrier waits for it, then passes
+        // both it and the span.
+        let a = state.lease_new(40, 5, CloseReason::Full, 0);
+        assert_eq!(state.skip_removed(45, 60), 15);
+        assert_eq!(state.poll(0), Next::Fetch { from: 60 });
+        assert_eq!(
+            state.barrier(),
+            40,
+            "an unacknowledged batch holds the barrier"
+        );
+        state.ack(a.id).unwrap();
+        assert_eq!(state.barrier(), 60);
+        assert_eq!(state.stats(0).skipped_events, 45);
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 /// is checked when read (index files carry a CRC).
 ///
 /// # Errors
-/// [`Error::Io`] naming the step that failed.
+/// [`Error::Io`] naming the step that failed; [`Error::StorageFull`] if the device is full
+/// (the target is then unchanged).
 pub(crate) fn write_file(
     storage: &dyn Storage,
     path: &Path,
@@ -32,8 +33,13 @@ pub(crate) fn write_file(
     let file = storage
         .open(&tmp, OpenMode::CreateTruncate)
         .map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
+    if let Err(source) = file.write_all_at(bytes, 0) {
+        // Give back what the partial temporary file holds (it matters on a full disk); the
+        // target is untouched, and a leftover `.tmp` is removed at the next open anyway.
+        drop(file);
+        let _ = storage.remove_file(&tmp);
+        return Err(Error::write("write", &tmp, source));
+    }
     if durable {
         file.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
     }

@@ -27,6 +27,20 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The device is full (`ENOSPC`, or a quota: `EDQUOT`) while writing. Not fail-stop: the
+    /// partial bytes were cut away, nothing of the append was written or acknowledged, and the
+    /// log takes writes again once space is freed (see `docs/durability.md`, "Disk full").
+    #[error("no space left on the device while trying to {op} {}: nothing was written; writes resume when space is freed ({source})", path.display())]
+    StorageFull {
+        /// What weir-log was doing.
+        op: &'static str,
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
     /// Bytes on disk that should be valid are not: a bad frame in a sealed segment or below the
     /// recovery checkpoint, a damaged header, a missing segment. Never repaired silently; an
     /// operator decides (see `docs/operations.md`).
@@ -136,6 +150,26 @@ impl Error {
         }
     }
 
+    /// An error from writing `path`: [`Error::StorageFull`] when the device is full,
+    /// [`Error::Io`] otherwise.
+    pub(crate) fn write(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        if is_storage_full(&source) {
+            Error::StorageFull {
+                op,
+                path: path.into(),
+                source,
+            }
+        } else {
+            Error::io(op, path, source)
+        }
+    }
+
+    /// True when the device was full ([`Error::StorageFull`]): the caller may retry once space
+    /// is freed; nothing of the failed write is on disk.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, Error::StorageFull { .. })
+    }
+
     pub(crate) fn corrupt(
         file: impl Into<PathBuf>,
         position: u64,
@@ -156,4 +190,14 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corrupt { .. })
     }
+}
+
+/// True for an I/O error that means the device (or the user's quota) is full.
+pub(crate) fn is_storage_full(error: &io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    ) || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }

@@ -11,7 +11,8 @@
 //! - offsets are assigned densely under the writer lock, once;
 //! - an append is acknowledged only after an fsync that covers it succeeded (`Always`);
 //! - `visible` ≤ `durable` ≤ written under `Always`; `visible` = written otherwise;
-//! - after any failed write or fsync the log is poisoned: nothing more is acknowledged;
+//! - after a failed fsync, or a failed write other than a full device, the log is poisoned:
+//!   nothing more is acknowledged; a full device fails the append and cuts its partial bytes;
 //! - the checkpoint never names a position that is not durable.
 
 use std::collections::BTreeMap;
@@ -439,7 +440,7 @@ impl Log {
             );
             let position = writer.end.position;
             if let Err(source) = writer.file.write_all_at(&writer.buffer, position) {
-                return Err(self.poison(Error::io("write", &writer.active.path, source)));
+                return Err(self.write_failed(writer, position, source));
             }
             let timestamp_max_ms = writer.timestamps.iter().copied().max().unwrap_or(0);
             let entries_before = writer.index.entries.len();
@@ -599,6 +600,28 @@ impl Log {
             now_ms,
         ) {
             Ok(file) => file,
+            Err(error) if error.is_storage_full() => {
+                // The old segment stays active (it was just fsynced); take the half-made file
+                // away so the next roll can create it again.
+                let removed = inner
+                    .storage
+                    .remove_file(&segment.path)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::NotFound => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(|e| Error::io("remove a half-created segment", &segment.path, e))
+                    .and_then(|()| {
+                        inner
+                            .storage
+                            .sync_dir(&inner.dir)
+                            .map_err(|e| Error::io("fsync directory", &inner.dir, e))
+                    });
+                return match removed {
+                    Ok(()) => Err(error),
+                    Err(cleanup) => Err(self.poison(cleanup)),
+                };
+            }
             Err(error) => return Err(self.poison(error)),
         };
         let segment = Arc::new(segment.with_file(file.clone()));
@@ -615,11 +638,12 @@ impl Log {
         writer.index = IndexBuilder::new(base_offset, inner.config.index_interval_bytes);
         self.mark_durable(writer.end);
         let end = writer.end;
-        self.update_checkpoint(|checkpoint| {
+        let refreshed = self.update_checkpoint(|checkpoint| {
             checkpoint.segment_base_offset = end.segment_base;
             checkpoint.position = end.position;
             checkpoint.next_offset = end.next_offset;
-        })?;
+        });
+        self.checkpoint_lags_if_full(refreshed)?;
         tracing::debug!(dir = %inner.dir.display(), base_offset, "rolled to a new segment");
         Ok(())
     }
@@ -651,6 +675,27 @@ impl Log {
         self.inner.visible_changed.notify_all();
         for waker in wakers {
             waker.wake();
+        }
+    }
+
+    /// A failed write of a frame at `position`: on a full device the partial bytes are cut away
+    /// and the log stays writable (nothing of the append was acknowledged, and every frame
+    /// before `position` is untouched); any other write error poisons the log.
+    fn write_failed(&self, writer: &Writer, position: u64, source: std::io::Error) -> Error {
+        let error = Error::write("write", &writer.active.path, source);
+        if !error.is_storage_full() {
+            return self.poison(error);
+        }
+        match writer.file.set_len(position) {
+            Ok(()) => {
+                tracing::warn!(dir = %self.inner.dir.display(), %error, "append refused: the device is full");
+                error
+            }
+            Err(source) => self.poison(Error::io(
+                "cut a partial frame after a full-device write from",
+                &writer.active.path,
+                source,
+            )),
         }
     }
 
@@ -727,13 +772,14 @@ impl Log {
                     >= inner.config.checkpoint_interval_bytes
         };
         if checkpoint_due {
-            self.update_checkpoint(|checkpoint| {
+            let refreshed = self.update_checkpoint(|checkpoint| {
                 if target.next_offset >= checkpoint.next_offset {
                     checkpoint.segment_base_offset = target.segment_base;
                     checkpoint.position = target.position;
                     checkpoint.next_offset = target.next_offset;
                 }
-            })?;
+            });
+            self.checkpoint_lags_if_full(refreshed)?;
         }
         Ok(())
     }
@@ -748,7 +794,21 @@ impl Log {
         self.wait_durable(end)
     }
 
-    /// Rewrites the recovery checkpoint durably after `change`.
+    /// A checkpoint refresh that failed only because the device is full is not an error for
+    /// the caller: the old checkpoint stays on disk and is still true (recovery scans a little
+    /// more), and the next refresh tries again.
+    fn checkpoint_lags_if_full(&self, refreshed: Result<()>) -> Result<()> {
+        match refreshed {
+            Err(error) if error.is_storage_full() => {
+                tracing::warn!(dir = %self.inner.dir.display(), %error, "recovery checkpoint not refreshed: the device is full");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Rewrites the recovery checkpoint durably after `change`. A full device fails the refresh
+    /// with [`Error::StorageFull`] without poisoning the log (the old checkpoint is intact).
     fn update_checkpoint(&self, change: impl FnOnce(&mut Checkpoint)) -> Result<()> {
         let inner = &self.inner;
         let mut checkpoint = lock(&inner.checkpoint);
@@ -765,8 +825,12 @@ impl Log {
                     .sync_dir(&inner.dir)
                     .map_err(|e| Error::io("fsync directory", &inner.dir, e))
             });
-        if let Err(error) = written {
-            return Err(self.poison(error));
+        match written {
+            Ok(()) => {}
+            // The old checkpoint is still in place and still true (it only lags), so a full
+            // disk is not fail-stop here: the caller's step fails and is retried later.
+            Err(error) if error.is_storage_full() => return Err(error),
+            Err(error) => return Err(self.poison(error)),
         }
         *checkpoint = next;
         Ok(())
@@ -1331,7 +1395,7 @@ fn create_segment_file(
     }
     .encode();
     file.write_all_at(&header, 0)
-        .map_err(|e| Error::io("write segment header", path, e))?;
+        .map_err(|e| Error::write("write segment header", path, e))?;
     file.sync_data().map_err(|e| Error::io("fsync", path, e))?;
     storage
         .sync_dir(dir)

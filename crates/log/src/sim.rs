@@ -4,12 +4,15 @@
 //! - File bytes become durable only through `sync_data` on that file; directory entries
 //!   (creations, renames, removals) only through `sync_dir` on their directory. Directories
 //!   themselves are durable once created (weir-log creates a partition's directory once, before
-//!   anything is written in it).
+//!   anything is written in it), and so are a directory's rename and removal (weir-store's topic
+//!   deletion) — a simplification: the files and entries inside them follow the rules above.
 //! - [`SimStorage::fail_call`] makes the Nth call of any kind fail with an I/O error (a failing
 //!   write first writes part of its bytes, as a real short write would).
 //! - [`SimStorage::power_cut`] returns the storage a machine would find after losing power:
 //!   durable bytes and entries, plus — depending on [`CrashMode`] — some unsynced writes that
 //!   happened to reach the disk, possibly out of order, possibly torn into zeros or garbage.
+//! - [`SimStorage::capacity_bytes`] makes the device full: a write that would grow the files
+//!   past it writes what fits and fails with `ErrorKind::StorageFull`, as `ENOSPC` does.
 //! - [`SimStorage::lying_sync`] and [`SimStorage::lying_dir_sync`] break the storage on purpose
 //!   (`sync` does nothing) so that tests can show the power-cut suite catches a missing fsync.
 
@@ -63,6 +66,23 @@ struct State {
     lying_dir_sync: bool,
     crash_at: Option<(u64, CrashMode)>,
     crash_image: Option<Box<State>>,
+    capacity_bytes: Option<u64>,
+}
+
+impl State {
+    /// Bytes held by the files that a directory still names.
+    fn used_bytes(&self) -> u64 {
+        let linked: BTreeSet<FileId> = self
+            .dirs_live
+            .values()
+            .flat_map(|entries| entries.values().copied())
+            .collect();
+        linked
+            .iter()
+            .filter_map(|id| self.files.get(id))
+            .map(|file| file.live.len() as u64)
+            .sum()
+    }
 }
 
 /// An in-memory, fault-injecting [`Storage`]. Cloning gives another handle to the same state.
@@ -114,6 +134,12 @@ impl SimStorage {
     /// Injected failures so far.
     pub fn failures(&self) -> u64 {
         self.lock_state().failures
+    }
+
+    /// Limits the bytes all files may hold (`None`: unlimited). A write past the limit writes
+    /// the part that fits and fails with `ErrorKind::StorageFull`.
+    pub fn capacity_bytes(&self, capacity: Option<u64>) {
+        self.lock_state().capacity_bytes = capacity;
     }
 
     /// Breaks `sync_data`: it succeeds without making anything durable.
@@ -306,23 +332,37 @@ impl StorageFile for SimFile {
         }
         let mut state = self.storage.lock_state();
         let failed = SimStorage::tick(&mut state);
+        let free_bytes = state
+            .capacity_bytes
+            .map(|capacity| capacity.saturating_sub(state.used_bytes()));
         let file = state
             .files
             .get_mut(&self.id)
             .ok_or_else(|| io::Error::other("file vanished"))?;
+        let len = file.live.len() as u64;
+        let fits = match free_bytes {
+            Some(free) => ((len + free).saturating_sub(position) as usize).min(buf.len()),
+            None => buf.len(),
+        };
         // A failing write still writes a prefix, as a short write before ENOSPC or EIO would.
         let bytes = if failed.is_some() {
-            &buf[..buf.len() / 2]
+            &buf[..(buf.len() / 2).min(fits)]
         } else {
-            buf
+            &buf[..fits]
         };
-        write_into(&mut file.live, position, bytes);
-        file.pending.push(PendingOp::Write {
-            position,
-            bytes: bytes.to_vec(),
-        });
+        if !bytes.is_empty() {
+            write_into(&mut file.live, position, bytes);
+            file.pending.push(PendingOp::Write {
+                position,
+                bytes: bytes.to_vec(),
+            });
+        }
         match failed {
             Some(call) => Err(injected(call)),
+            None if fits < buf.len() => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on the simulated device",
+            )),
             None => Ok(()),
         }
     }
@@ -481,6 +521,24 @@ impl Storage for SimStorage {
         let (from_dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
         let mut state = self.begin()?;
+        if state.dirs_live.contains_key(from) {
+            // Directories are durable at once in this model (see the module docs), and so is
+            // moving one; the files inside keep their own rules.
+            let state = &mut *state;
+            for dirs in [&mut state.dirs_live, &mut state.dirs_durable] {
+                let moved: Vec<PathBuf> = dirs
+                    .keys()
+                    .filter(|d| d.starts_with(from))
+                    .cloned()
+                    .collect();
+                for old in moved {
+                    let entries = dirs.remove(&old).unwrap_or_default();
+                    let rest = old.strip_prefix(from).unwrap_or(Path::new(""));
+                    dirs.insert(to.join(rest), entries);
+                }
+            }
+            return Ok(());
+        }
         let id = state
             .dirs_live
             .get_mut(&from_dir)
@@ -513,6 +571,21 @@ impl Storage for SimStorage {
             )
         })?;
         state.dirs_durable.insert(path.to_path_buf(), live);
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut state = self.begin()?;
+        if !state.dirs_live.contains_key(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no directory {}", path.display()),
+            ));
+        }
+        let state = &mut *state;
+        for dirs in [&mut state.dirs_live, &mut state.dirs_durable] {
+            dirs.retain(|dir, _| !dir.starts_with(path));
+        }
         Ok(())
     }
 

@@ -112,6 +112,13 @@ pub trait Storage: Send + Sync + fmt::Debug {
     /// # Errors
     /// `WouldBlock` if the lock is held; otherwise the underlying I/O error.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn StorageLock>>;
+
+    /// Removes the directory at `path` and everything in it. The caller fsyncs the parent to
+    /// make the removal durable.
+    ///
+    /// # Errors
+    /// The underlying I/O error (`NotFound` if there is no such directory).
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
 }
 
 /// The real file system, through `std::fs`.
@@ -194,6 +201,10 @@ impl Storage for StdStorage {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(path)
     }
 
     fn lock(&self, path: &Path) -> io::Result<Box<dyn StorageLock>> {

@@ -604,6 +604,7 @@ fn log_code(error: &weir_log::Error) -> ErrorCode {
     match error {
         weir_log::Error::Corrupt { .. } => ErrorCode::Corruption,
         weir_log::Error::Poisoned { .. } | weir_log::Error::Closed => ErrorCode::Unavailable,
+        weir_log::Error::StorageFull { .. } => ErrorCode::StorageFull,
         _ => ErrorCode::StorageIo,
     }
 }

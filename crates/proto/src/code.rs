@@ -130,6 +130,9 @@ error_codes! {
     Unavailable = 202 => "unavailable",
     /// A bug in the node; the message says what.
     Internal = 203 => "internal",
+    /// The node's disk is full: nothing of the request was written (for a produce: nothing
+    /// appended, nothing acknowledged). The partition stays writable; retry once space is freed.
+    StorageFull = 204 => "storage_full",
 }
 
 impl fmt::Display for ErrorCode {
@@ -209,6 +212,7 @@ mod tests {
             (ErrorCode::Corruption, 201, "corruption"),
             (ErrorCode::Unavailable, 202, "unavailable"),
             (ErrorCode::Internal, 203, "internal"),
+            (ErrorCode::StorageFull, 204, "storage_full"),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for &(code, number, name) in table {
@@ -219,7 +223,7 @@ mod tests {
 
     #[test]
     fn unknown_numbers_are_kept() {
-        for number in [0, 11, 99, 114, 204, 999, u16::MAX] {
+        for number in [0, 11, 99, 114, 205, 999, u16::MAX] {
             let code = ErrorCode::from_u16(number);
             assert_eq!(code, ErrorCode::Unknown(number));
             assert_eq!(code.as_u16(), number);

@@ -145,6 +145,9 @@ pub struct StoreConfig {
     pub blocking_threads: usize,
     /// The clock stamping events and timing leases (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
+    /// The file system under topics and partitions: the real one by default; fault tests
+    /// inject `weir_log::sim::SimStorage`. (Group offsets live in sled on the real one.)
+    pub storage: Arc<dyn weir_log::Storage>,
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -167,6 +170,7 @@ impl Default for StoreConfig {
             maintenance_interval_ms: 1_000,
             blocking_threads: 16,
             clock: Arc::new(SystemClock),
+            storage: Arc::new(weir_log::StdStorage),
         }
     }
 }

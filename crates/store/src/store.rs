@@ -13,7 +13,6 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
@@ -30,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::metrics as store_metrics;
 use crate::partitioner::{partition_for_key, Partitioning};
 use crate::replay::{Replay, ReplayFrom, ReplayOptions};
-use crate::topic::{self, Topic, TopicMeta, DELETED_PREFIX, TOPIC_FILE, TOPIC_FORMAT_VERSION};
+use crate::topic::{self, Topic, TopicMeta, DELETED_PREFIX, TOPIC_FORMAT_VERSION};
 
 /// Bytes reserved per event for the source headers a dead letter adds (names, offsets, the
 /// group and topic names and a nack reason of up to 1 KiB).
@@ -204,6 +203,14 @@ impl StoreBuilder {
         self
     }
 
+    /// The file system under topics and partitions (default the real one, [`weir_log::StdStorage`]).
+    /// Fault tests pass [`weir_log::sim::SimStorage`]; consumer-group offsets stay in sled on
+    /// the real file system under `root/offsets`.
+    pub fn storage(mut self, storage: Arc<dyn weir_log::Storage>) -> Self {
+        self.config.storage = storage;
+        self
+    }
+
     /// The whole configuration at once.
     pub fn config(mut self, config: StoreConfig) -> Self {
         self.config = config;
@@ -248,7 +255,7 @@ pub(crate) struct Inner {
     pub pool: BlockingPool,
     closed: AtomicBool,
     report: StoreRecoveryReport,
-    lock_file: Mutex<Option<fs::File>>,
+    lock_file: Mutex<Option<Box<dyn weir_log::StorageLock>>>,
     maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     nonce: AtomicU64,
@@ -273,24 +280,23 @@ impl Store {
 
     fn open_with(root: PathBuf, config: StoreConfig) -> Result<Store> {
         config.validate()?;
-        fs::create_dir_all(&root).map_err(|e| Error::io("create data directory", &root, e))?;
+        let storage = config.storage.clone();
+        storage
+            .create_dir_all(&root)
+            .map_err(|e| Error::io("create data directory", &root, e))?;
         let lock_path = root.join(LOCK_FILE);
-        let lock_file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| Error::io("open", &lock_path, e))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
-        }
+        let lock_file = match storage.lock(&lock_path) {
+            Ok(lock) => lock,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { path: lock_path })
+            }
+            Err(e) => return Err(Error::io("lock", &lock_path, e)),
+        };
         let topics_dir = root.join("topics");
-        fs::create_dir_all(&topics_dir)
+        storage
+            .create_dir_all(&topics_dir)
             .map_err(|e| Error::io("create directory", &topics_dir, e))?;
-        topic::sync_dir(&root)?;
+        topic::sync_dir(&*storage, &root)?;
         let offsets = Arc::new(
             OffsetStore::open(&weir_offsets::Config::new(root.join("offsets")))?
                 .with_clock(Arc::new(ClockAdapter(config.clock.clone()))),
@@ -298,19 +304,19 @@ impl Store {
 
         let mut report = StoreRecoveryReport::default();
         let mut topics = BTreeMap::new();
-        let mut names: Vec<String> = fs::read_dir(&topics_dir)
-            .map_err(|e| Error::io("list", &topics_dir, e))?
-            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<std::io::Result<_>>()
+        let mut names: Vec<String> = storage
+            .list_dir(&topics_dir)
             .map_err(|e| Error::io("list", &topics_dir, e))?;
         names.sort();
         for name in names {
             let dir = topics_dir.join(&name);
-            if name.starts_with(DELETED_PREFIX) || !dir.join(TOPIC_FILE).exists() {
+            if name.starts_with(DELETED_PREFIX) || !topic::meta_exists(&*storage, &dir)? {
                 // An interrupted deletion, or a creation that never reached its metadata file.
                 tracing::warn!(dir = %dir.display(), "removing an incomplete topic directory");
-                fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
-                topic::sync_dir(&topics_dir)?;
+                storage
+                    .remove_dir_all(&dir)
+                    .map_err(|e| Error::io("remove", &dir, e))?;
+                topic::sync_dir(&*storage, &topics_dir)?;
                 report.topics_removed.push(name);
                 continue;
             }
@@ -466,6 +472,7 @@ impl Store {
         inner.topics_write().remove(name);
         drop(topic);
         topic::remove_topic_dir(
+            &*inner.config.storage,
             &inner.topics_dir,
             name,
             inner.nonce.fetch_add(1, Ordering::Relaxed),

@@ -4,14 +4,13 @@
 //! creation and is removed at open; a deleted topic is first renamed to `.deleted-<name>-<n>`
 //! (atomic), then removed.
 
-use std::fs;
-use std::io::Write;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use weir_log::Log;
+use weir_log::{Log, OpenMode, Storage};
 
 use crate::config::{StoreConfig, TopicConfig};
 use crate::error::{Error, Result};
@@ -66,17 +65,20 @@ impl Topic {
 
     /// Creates the topic's directories and logs, then its metadata file (the commit point).
     pub(crate) fn create(topics_dir: &Path, meta: TopicMeta, store: &StoreConfig) -> Result<Topic> {
+        let storage = &*store.storage;
         let dir = topics_dir.join(&meta.name);
-        fs::create_dir(&dir).map_err(|e| Error::io("create topic directory", &dir, e))?;
-        sync_dir(topics_dir)?;
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create topic directory", &dir, e))?;
+        sync_dir(storage, topics_dir)?;
         let topic = Topic::open_logs(dir, meta, store)?;
-        write_meta(&topic.dir, &topic.meta)?;
+        write_meta(storage, &topic.dir, &topic.meta)?;
         Ok(topic)
     }
 
     /// Opens a topic directory whose metadata file exists.
     pub(crate) fn open(dir: PathBuf, store: &StoreConfig) -> Result<Topic> {
-        let meta = read_meta(&dir)?;
+        let meta = read_meta(&*store.storage, &dir)?;
         let named = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if meta.name != named {
             return Err(Error::Corrupt {
@@ -97,7 +99,7 @@ impl Topic {
             let log = Log::open_with(
                 dir.join(partition.to_string()),
                 log_config.clone(),
-                Arc::new(weir_log::StdStorage),
+                store.storage.clone(),
                 store.clock.clone(),
             )
             .map_err(|e| Error::from_log(&meta.name, partition, e))?;
@@ -128,7 +130,7 @@ impl Topic {
     }
 }
 
-fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<()> {
+fn write_meta(storage: &dyn Storage, dir: &Path, meta: &TopicMeta) -> Result<()> {
     let path = dir.join(TOPIC_FILE);
     let tmp = dir.join(format!("{TOPIC_FILE}.tmp"));
     let mut bytes = serde_json::to_vec_pretty(meta).map_err(|e| Error::Corrupt {
@@ -136,27 +138,44 @@ fn write_meta(dir: &Path, meta: &TopicMeta) -> Result<()> {
         reason: format!("cannot encode topic metadata: {e}"),
     })?;
     bytes.push(b'\n');
-    let mut file = fs::File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_all(&bytes)
+    let file = storage
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all_at(&bytes, 0)
         .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    file.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(file);
-    fs::rename(&tmp, &path).map_err(|e| Error::io("rename into place", &path, e))?;
-    sync_dir(dir)
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename into place", &path, e))?;
+    sync_dir(storage, dir)
 }
 
-fn read_meta(dir: &Path) -> Result<TopicMeta> {
+/// True if the topic directory `dir` has its metadata file (its creation completed).
+pub(crate) fn meta_exists(storage: &dyn Storage, dir: &Path) -> Result<bool> {
     let path = dir.join(TOPIC_FILE);
-    let len = fs::metadata(&path)
-        .map_err(|e| Error::io("stat", &path, e))?
-        .len();
+    match storage.open(&path, OpenMode::Read) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("open", &path, e)),
+    }
+}
+
+fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<TopicMeta> {
+    let path = dir.join(TOPIC_FILE);
+    let file = storage
+        .open(&path, OpenMode::Read)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
     if len > TOPIC_FILE_BYTES_MAX {
         return Err(Error::Corrupt {
             path,
             reason: format!("{len} bytes is too large for topic metadata"),
         });
     }
-    let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let mut bytes = vec![0; len as usize];
+    weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
+        .map_err(|e| Error::io("read", &path, e))?;
     let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: path.clone(),
         reason: format!("not valid topic metadata: {e}"),
@@ -171,19 +190,28 @@ fn read_meta(dir: &Path) -> Result<TopicMeta> {
 }
 
 /// Fsyncs a directory so that entries created, renamed or removed in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+pub(crate) fn sync_dir(storage: &dyn Storage, dir: &Path) -> Result<()> {
+    storage
+        .sync_dir(dir)
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
 /// Removes a topic's directory: an atomic rename out of the way first, so a crash midway
 /// leaves either the whole topic or a `.deleted-` directory that the next open removes.
-pub(crate) fn remove_topic_dir(topics_dir: &Path, name: &str, nonce: u64) -> Result<()> {
+pub(crate) fn remove_topic_dir(
+    storage: &dyn Storage,
+    topics_dir: &Path,
+    name: &str,
+    nonce: u64,
+) -> Result<()> {
     let dir = topics_dir.join(name);
     let doomed = topics_dir.join(format!("{DELETED_PREFIX}{name}-{nonce}"));
-    fs::rename(&dir, &doomed).map_err(|e| Error::io("rename away", &dir, e))?;
-    sync_dir(topics_dir)?;
-    fs::remove_dir_all(&doomed).map_err(|e| Error::io("remove", &doomed, e))?;
-    sync_dir(topics_dir)
+    storage
+        .rename(&dir, &doomed)
+        .map_err(|e| Error::io("rename away", &dir, e))?;
+    sync_dir(storage, topics_dir)?;
+    storage
+        .remove_dir_all(&doomed)
+        .map_err(|e| Error::io("remove", &doomed, e))?;
+    sync_dir(storage, topics_dir)
 }

@@ -1,0 +1,195 @@
+//! A full device ([`SimStorage::capacity_bytes`], the simulated `ENOSPC`): appends fail with
+//! [`Error::StorageFull`] and are not acknowledged, the log is not poisoned, nothing already
+//! acknowledged changes, partial bytes are cut, and appends resume once space is freed — across
+//! segment rolls, and with a power cut (unsynced writes scrambled) after the episode.
+//! The same behaviour on a real, size-capped tmpfs is checked against the node in
+//! `crates/node/tests/disk_full.rs`.
+
+use std::sync::Arc;
+
+use weir_log::sim::{CrashMode, SimStorage, SplitMix64};
+use weir_log::{AppendEvent, Error, Log, LogConfig, ManualClock};
+
+const DIR: &str = "/data/p0";
+
+fn open(storage: &SimStorage, config: &LogConfig) -> weir_log::Result<Log> {
+    Log::open_with(
+        DIR,
+        config.clone(),
+        Arc::new(storage.clone()),
+        Arc::new(ManualClock::new(1_000)),
+    )
+}
+
+fn value(index: u64, len: usize) -> Vec<u8> {
+    let mut rng = SplitMix64::new(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+/// Every value of the log from its start, checking that offsets are dense.
+fn contents(log: &Log) -> Vec<Vec<u8>> {
+    let start = log.start_offset();
+    let mut values = Vec::new();
+    let mut from = start;
+    loop {
+        let batch = log.read(from, 10_000, usize::MAX).unwrap();
+        if batch.is_empty() {
+            return values;
+        }
+        for event in batch.iter() {
+            assert_eq!(
+                event.offset,
+                start + values.len() as u64,
+                "offsets are dense"
+            );
+            values.push(event.value.to_vec());
+        }
+        from = batch.next_offset();
+    }
+}
+
+fn config() -> LogConfig {
+    let mut config = LogConfig::default();
+    config.segment_bytes_max = 8192;
+    config.index_interval_bytes = 512;
+    config.checkpoint_interval_bytes = 1024;
+    config
+}
+
+/// Appends `value(next)` until the device refuses; returns the acknowledged values.
+fn fill(log: &Log, acked: &mut Vec<Vec<u8>>, len: usize) -> Error {
+    loop {
+        let v = value(acked.len() as u64, len);
+        match log.append(&[AppendEvent::value(&v)]) {
+            Ok(offset) => {
+                assert_eq!(offset, acked.len() as u64, "offsets stay dense");
+                acked.push(v);
+            }
+            Err(error) => return error,
+        }
+    }
+}
+
+#[test]
+fn a_full_device_refuses_appends_without_poisoning_and_writing_resumes_when_space_is_freed() {
+    let storage = SimStorage::new();
+    let log = open(&storage, &config()).unwrap();
+    let mut acked = Vec::new();
+    let mut episodes = 0;
+    let mut refused = 0;
+    // Several episodes at different sizes, so that the device fills in a frame write, in a
+    // segment roll (header) and in checkpoint refreshes.
+    for (round, len) in [(0u64, 300usize), (1, 17), (2, 1_000), (3, 5), (4, 2_500)] {
+        storage.capacity_bytes(Some(40_000 + round * 9_013));
+        let error = fill(&log, &mut acked, len);
+        assert!(
+            error.is_storage_full(),
+            "round {round}: expected a full-device error, got {error}"
+        );
+        let text = error.to_string();
+        assert!(text.contains("no space left"), "{text}");
+        assert!(
+            log.poisoned().is_none(),
+            "a full device must not poison the log"
+        );
+        // Still full: refused again, and the end does not move.
+        let end = log.end_offset();
+        for _ in 0..3 {
+            let v = value(acked.len() as u64, len);
+            let error = log.append(&[AppendEvent::value(&v)]).unwrap_err();
+            assert!(error.is_storage_full(), "{error}");
+            refused += 1;
+        }
+        assert_eq!(log.end_offset(), end);
+        let start = log.start_offset() as usize;
+        assert_eq!(
+            contents(&log),
+            acked[start..],
+            "round {round}: acknowledged events unchanged"
+        );
+        // Free space: retention cannot run on a full device, so the test raises the limit.
+        storage.capacity_bytes(None);
+        let v = value(acked.len() as u64, len);
+        log.append(&[AppendEvent::value(&v)])
+            .expect("writing resumes");
+        acked.push(v);
+        episodes += 1;
+        // Keep the device from growing without bound: drop old segments.
+        log.truncate_before(log.end_offset().saturating_sub(20))
+            .unwrap();
+    }
+    assert_eq!(episodes, 5);
+    assert!(refused >= 15);
+    // The verify pass and a reopen find a clean log.
+    let report = log.verify().unwrap();
+    assert!(report.frames > 0, "{report:?}");
+    log.close().unwrap();
+    let reopened = open(&storage, &config()).unwrap();
+    assert_eq!(reopened.end_offset(), acked.len() as u64);
+    assert!(reopened.recovery_report().torn_tail.is_none());
+    let start = reopened.start_offset() as usize;
+    assert_eq!(contents(&reopened), acked[start..]);
+}
+
+#[test]
+fn power_cuts_after_disk_full_episodes_keep_every_acknowledged_append() {
+    let seeds: u64 = std::env::var("WEIR_DISK_FULL_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
+    for seed in 0..seeds {
+        let mut rng = SplitMix64::new(seed);
+        let storage = SimStorage::new();
+        let log = open(&storage, &config()).unwrap();
+        let mut attempted: Vec<Vec<u8>> = Vec::new();
+        let mut acked_end = 0u64;
+        let mut refusals = 0;
+        for step in 0..200u64 {
+            if step % 40 == 0 {
+                let cap = 20_000 + rng.below(30_000);
+                storage.capacity_bytes(Some(cap));
+            }
+            if step % 40 == 30 {
+                storage.capacity_bytes(None);
+            }
+            let len = 1 + rng.below(1_500) as usize;
+            let v = value(seed * 1_000 + step, len);
+            let offset = log.end_offset();
+            match log.append(&[AppendEvent::value(&v)]) {
+                Ok(first) => {
+                    assert_eq!(first, offset);
+                    attempted.truncate(offset as usize);
+                    attempted.push(v);
+                    acked_end = first + 1;
+                }
+                Err(error) => {
+                    assert!(error.is_storage_full(), "seed {seed}: {error}");
+                    assert!(log.poisoned().is_none());
+                    refusals += 1;
+                    // A refused append may still be on disk after a cut (never acknowledged),
+                    // but it never takes its offset from a later acknowledged one.
+                    attempted.truncate(offset as usize);
+                    attempted.push(v);
+                }
+            }
+        }
+        assert!(refusals > 0, "seed {seed}: the device never filled");
+        let image = storage.power_cut(CrashMode::Scramble { seed });
+        drop(log);
+        let recovered = open(&image, &config())
+            .unwrap_or_else(|e| panic!("seed {seed}: recovery after disk-full episodes: {e}"));
+        let values = contents(&recovered);
+        let end = values.len() as u64;
+        assert!(
+            end >= acked_end,
+            "seed {seed}: lost acknowledged appends ({end} < {acked_end})"
+        );
+        for (offset, got) in values.iter().enumerate() {
+            assert_eq!(
+                Some(got),
+                attempted.get(offset),
+                "seed {seed}: offset {offset} holds bytes that were never appended there"
+            );
+        }
+    }
+}
