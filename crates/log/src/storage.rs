@@ -155,7 +155,36 @@ impl StorageFile for StdFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        if broken::skips(broken::Broken::Sync) {
+            return Ok(());
+        }
         self.0.sync_data()
+    }
+}
+
+/// The `broken-storage` feature: fsyncs that do nothing, on request, to show which suites catch
+/// a missing fsync (see `docs/testing.md`). Without the feature, nothing is ever skipped.
+mod broken {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub(super) enum Broken {
+        Sync,
+        DirSync,
+    }
+
+    #[cfg(feature = "broken-storage")]
+    pub(super) fn skips(what: Broken) -> bool {
+        static MODE: std::sync::OnceLock<Option<Broken>> = std::sync::OnceLock::new();
+        let mode = *MODE.get_or_init(|| match std::env::var("WEIR_BROKEN_STORAGE").as_deref() {
+            Ok("sync") => Some(Broken::Sync),
+            Ok("dir-sync") => Some(Broken::DirSync),
+            _ => None,
+        });
+        mode == Some(what)
+    }
+
+    #[cfg(not(feature = "broken-storage"))]
+    pub(super) fn skips(_what: Broken) -> bool {
+        false
     }
 }
 
@@ -200,6 +229,9 @@ impl Storage for StdStorage {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        if broken::skips(broken::Broken::DirSync) {
+            return Ok(());
+        }
         File::open(path)?.sync_all()
     }
 
