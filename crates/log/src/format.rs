@@ -712,7 +712,10 @@ impl IndexFile {
         let in_range = file.entries.iter().all(|entry| {
             u64::from(entry.position) < file.end_position
                 && u64::from(entry.position) >= SEGMENT_HEADER_LEN as u64
-                && file.base_offset + u64::from(entry.relative_offset) < file.end_offset
+                && file
+                    .base_offset
+                    .checked_add(u64::from(entry.relative_offset))
+                    .is_some_and(|offset| offset < file.end_offset)
         });
         if !ordered || !in_range {
             return Err(DecodeError::Invalid(
@@ -785,6 +788,9 @@ impl Checkpoint {
         let version = get_u32(bytes, CKP_VERSION_AT);
         if version != FORMAT_VERSION {
             return Err(DecodeError::UnsupportedVersion(version));
+        }
+        if get_u32(bytes, CKP_RESERVED_AT) != 0 {
+            return Err(DecodeError::Invalid("reserved checkpoint bits are set"));
         }
         let checkpoint = Checkpoint {
             start_offset: get_u64(bytes, CKP_START_OFFSET_AT),

@@ -35,6 +35,8 @@ mod clock;
 mod config;
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inspect;
 mod log;
 mod read;

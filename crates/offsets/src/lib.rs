@@ -80,6 +80,8 @@ mod clock;
 mod commit;
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
 mod marker;
 mod name;

@@ -50,6 +50,8 @@ mod codec;
 mod config;
 mod error;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod message;
 mod request;
 mod response;

@@ -2,8 +2,9 @@
 //! a fixed seed, fed to `decode_frame` as both requests and responses. The decoder must never
 //! panic, never claim more bytes than it was given, and agree with itself on prefixes.
 //!
-//! The long run is the cargo-fuzz target `crates/proto/fuzz` (`frame_decoder`); see
-//! `docs/protocol.md`, "Fuzzing". `WEIR_PROTO_SMOKE_INPUTS` and `WEIR_PROTO_SMOKE_SEED` change
+//! Every input also goes through `weir_proto::fuzzing::frame_decoder`, the body of the
+//! cargo-fuzz target `crates/proto/fuzz` (`frame_decoder`), so CI checks the long run's
+//! properties too; see `docs/testing.md`, "Fuzzing". `WEIR_PROTO_SMOKE_INPUTS` and `WEIR_PROTO_SMOKE_SEED` change
 //! the volume and the seed.
 
 use weir_proto::*;
@@ -266,6 +267,7 @@ fn decoder_survives_random_and_mutated_inputs() {
     let small = FrameLimits::new(FRAME_BYTES_MIN).unwrap();
     let default = FrameLimits::default();
     let mut outcomes = Outcomes::default();
+    let mut target_decoded = 0u64;
     let started = std::time::Instant::now();
 
     for i in 0..inputs {
@@ -294,6 +296,25 @@ fn decoder_survives_random_and_mutated_inputs() {
         let limits = if rng.u8(0..8) == 0 { &small } else { &default };
         check::<Request>(&input, limits, &mut outcomes);
         check::<Response>(&input, limits, &mut outcomes);
+        // The fuzz target's own body on the same bytes, as a stream (and, for noise, as the
+        // body of an intact frame).
+        let mode = if i % 4 == 0 && rng.bool() {
+            weir_proto::fuzzing::BODY_ONLY
+        } else {
+            0
+        };
+        let selector = mode | u8::from(std::ptr::eq(limits, &small));
+        let mut target_input = Vec::with_capacity(input.len() + 1);
+        target_input.push(selector);
+        target_input.extend_from_slice(&input);
+        let verdict =
+            std::panic::catch_unwind(|| weir_proto::fuzzing::frame_decoder(&target_input))
+                .unwrap_or_else(|panic| {
+                    let hex: String = target_input.iter().map(|b| format!("{b:02x}")).collect();
+                    eprintln!("frame_decoder: input {i} of seed {seed:#x} failed; bytes: {hex}");
+                    std::panic::resume_unwind(panic)
+                });
+        target_decoded += verdict.decoded;
     }
 
     // The seeds themselves decode, and the run reached every branch that matters.
@@ -307,6 +328,7 @@ fn decoder_survives_random_and_mutated_inputs() {
         started.elapsed()
     );
     assert!(outcomes.decoded > 0, "{outcomes:?}");
+    assert!(target_decoded > 0, "the fuzz target's body decoded nothing");
     assert!(outcomes.incomplete > 0, "{outcomes:?}");
     for kind in [
         "bad_magic",
