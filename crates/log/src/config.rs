@@ -60,6 +60,13 @@ pub struct LogConfig {
     pub retention_bytes_max: Option<u64>,
     /// Remove sealed segments whose newest event is older than this. Default `None`.
     pub retention_age_max_ms: Option<u64>,
+    /// Zeros written ahead of the active segment's end, this many bytes at a time, so that the
+    /// fsync of an append rewrites blocks the file already has instead of growing it: a
+    /// growing file makes every `fdatasync` commit file-system metadata too, which halves the
+    /// fsync rate on ext4. Appends of at least half this size are written without it. The
+    /// zeros are cut when a segment is sealed or the log closes, and after a crash recovery
+    /// cuts them as a tail of zeros. Default 1 MiB; 0 turns it off; at most 64 MiB.
+    pub preallocate_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -75,9 +82,15 @@ impl Default for LogConfig {
             checkpoint_interval_bytes: 64 << 20,
             retention_bytes_max: None,
             retention_age_max_ms: None,
+            preallocate_bytes: PREALLOCATE_BYTES_DEFAULT,
         }
     }
 }
+
+/// The default [`LogConfig::preallocate_bytes`].
+pub const PREALLOCATE_BYTES_DEFAULT: u64 = 1 << 20;
+/// The largest [`LogConfig::preallocate_bytes`] accepted.
+pub const PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
 
 /// The smallest segment size accepted.
 pub const SEGMENT_BYTES_MIN: u64 = 4096;
@@ -143,6 +156,15 @@ impl LogConfig {
         }
         if let SyncPolicy::IntervalLossy { interval_ms: 0 } = self.sync_policy {
             return bad("sync_policy", "IntervalLossy needs interval_ms ≥ 1".into());
+        }
+        if self.preallocate_bytes > PREALLOCATE_BYTES_MAX {
+            return bad(
+                "preallocate_bytes",
+                format!(
+                    "{} is over {PREALLOCATE_BYTES_MAX} (0 turns preallocation off)",
+                    self.preallocate_bytes
+                ),
+            );
         }
         if self.checkpoint_interval_bytes == 0 {
             return bad("checkpoint_interval_bytes", "must be at least 1".into());

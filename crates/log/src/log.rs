@@ -100,6 +100,10 @@ pub struct TornTail {
     /// Valid-looking frames found after the invalid one and cut with it (writes that reached
     /// the disk out of order; none was acknowledged).
     pub valid_frames_discarded: u64,
+    /// Every byte cut was zero: the zeros written ahead of the end
+    /// ([`LogConfig::preallocate_bytes`]) or sectors never written — the usual tail after a
+    /// crash, with nothing in it.
+    pub zeros_only: bool,
 }
 
 /// What retention removed.
@@ -144,6 +148,9 @@ struct Writer {
     active: Arc<Segment>,
     file: Arc<dyn StorageFile>,
     end: EndPoint,
+    /// How far the active file is known to hold zeros written ahead of `end` (a hint: a wrong
+    /// value costs speed, never data — sealing and closing cut the file by its real length).
+    allocated_end: u64,
     created_ms: u64,
     index: IndexBuilder,
     buffer: Vec<u8>,
@@ -278,6 +285,7 @@ impl Log {
                     active,
                     file: active_file,
                     end,
+                    allocated_end: end.position,
                     created_ms,
                     index,
                     buffer: Vec::new(),
@@ -439,9 +447,11 @@ impl Log {
                 "a frame must check before it is written"
             );
             let position = writer.end.position;
+            self.preallocate(writer, position + len as u64)?;
             if let Err(source) = writer.file.write_all_at(&writer.buffer, position) {
                 return Err(self.write_failed(writer, position, source));
             }
+            writer.allocated_end = writer.allocated_end.max(position + len as u64);
             let timestamp_max_ms = writer.timestamps.iter().copied().max().unwrap_or(0);
             let entries_before = writer.index.entries.len();
             writer
@@ -579,6 +589,7 @@ impl Log {
     /// and directory entry are durable before anything is written to it.
     fn roll(&self, writer: &mut Writer, now_ms: u64) -> Result<()> {
         let inner = &self.inner;
+        self.cut_preallocated(writer)?;
         if let Err(source) = self.timed_sync(&*writer.file) {
             return Err(self.poison(Error::io("fsync", &writer.active.path, source)));
         }
@@ -634,6 +645,7 @@ impl Log {
             segment_base: base_offset,
             position: SEGMENT_HEADER_LEN as u64,
         };
+        writer.allocated_end = writer.end.position;
         writer.created_ms = now_ms;
         writer.index = IndexBuilder::new(base_offset, inner.config.index_interval_bytes);
         self.mark_durable(writer.end);
@@ -676,6 +688,64 @@ impl Log {
         for waker in wakers {
             waker.wake();
         }
+    }
+
+    /// Writes zeros ahead of the end so that the frame ending at `needed_end` lands in blocks
+    /// the file already has (see [`LogConfig::preallocate_bytes`]). Large frames skip it. A
+    /// full device is not an error here: the zeros that fit are cut again and the frame is
+    /// written without them (and meets the full device itself, if it does not fit either).
+    fn preallocate(&self, writer: &mut Writer, needed_end: u64) -> Result<()> {
+        let config = &self.inner.config;
+        let chunk = config.preallocate_bytes;
+        let frame_len = needed_end - writer.end.position;
+        if needed_end <= writer.allocated_end || chunk == 0 || frame_len >= chunk / 2 {
+            return Ok(());
+        }
+        let from = writer.allocated_end.max(writer.end.position);
+        let to = (needed_end + chunk).min(config.segment_bytes_max.max(needed_end));
+        let mut position = from;
+        while position < to {
+            let len = (to - position).min(ZEROS.len() as u64) as usize;
+            if let Err(source) = writer.file.write_all_at(&ZEROS[..len], position) {
+                let error = Error::write(
+                    "write zeros ahead of the end of",
+                    &writer.active.path,
+                    source,
+                );
+                if !error.is_storage_full() {
+                    return Err(self.poison(error));
+                }
+                if let Err(source) = writer.file.set_len(from) {
+                    return Err(self.poison(Error::io(
+                        "cut zeros that did not fit from",
+                        &writer.active.path,
+                        source,
+                    )));
+                }
+                writer.allocated_end = from;
+                return Ok(());
+            }
+            position += len as u64;
+        }
+        writer.allocated_end = to;
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead of the end of the active file (before it is sealed or
+    /// closed), by the file's real length. The caller's fsync makes the cut durable.
+    fn cut_preallocated(&self, writer: &mut Writer) -> Result<()> {
+        let path = &writer.active.path;
+        let len = writer
+            .file
+            .len()
+            .map_err(|e| self.poison(Error::io("read the length of", path, e)))?;
+        if len > writer.end.position {
+            writer.file.set_len(writer.end.position).map_err(|e| {
+                self.poison(Error::io("cut the zeros ahead of the end of", path, e))
+            })?;
+        }
+        writer.allocated_end = writer.end.position;
+        Ok(())
     }
 
     /// A failed write of a frame at `position`: on a full device the partial bytes are cut away
@@ -1204,7 +1274,7 @@ impl Log {
             return Ok(());
         }
         writer.closed = true;
-        let result = self.close_cleanly(&writer);
+        let result = self.close_cleanly(&mut writer);
         drop(writer);
         lock(&inner.visible).closed = true;
         self.inner.visible_changed.notify_all();
@@ -1217,13 +1287,14 @@ impl Log {
         result
     }
 
-    fn close_cleanly(&self, writer: &Writer) -> Result<()> {
+    fn close_cleanly(&self, writer: &mut Writer) -> Result<()> {
         let inner = &self.inner;
         if let Some(cause) = inner.poison.get() {
             return Err(Error::Poisoned {
                 cause: cause.clone(),
             });
         }
+        self.cut_preallocated(writer)?;
         if let Err(source) = writer.file.sync_data() {
             return Err(self.poison(Error::io("fsync", &writer.active.path, source)));
         }
@@ -1412,6 +1483,27 @@ struct Opened {
     checkpoint: Checkpoint,
     report: RecoveryReport,
 }
+
+/// True if the bytes `from..to` of `file` are all zero.
+fn all_zeros(file: &dyn StorageFile, from: u64, to: u64) -> std::io::Result<bool> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut position = from;
+    while position < to {
+        let want = (to - position).min(buffer.len() as u64) as usize;
+        let read = file.read_at(&mut buffer[..want], position)?;
+        if read == 0 {
+            break;
+        }
+        if buffer[..read].iter().any(|&byte| byte != 0) {
+            return Ok(false);
+        }
+        position += read as u64;
+    }
+    Ok(true)
+}
+
+/// Zeros for [`Log::preallocate`], written 64 KiB at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Recovery at open (see `docs/durability.md`).
 struct Opener<'a> {
@@ -1634,7 +1726,14 @@ impl Opener<'_> {
         }
         report.segments = segments.len();
         report.end_offset = end.next_offset;
-        if let Some(torn) = &report.torn_tail {
+        if let Some(torn) = report.torn_tail.as_ref().filter(|torn| torn.zeros_only) {
+            tracing::info!(
+                file = %torn.file.display(),
+                position = torn.position,
+                bytes_cut = torn.bytes_cut,
+                "recovery cut the zeros after the last frame (written ahead of the end, or never written)"
+            );
+        } else if let Some(torn) = &report.torn_tail {
             tracing::warn!(
                 file = %torn.file.display(),
                 position = torn.position,
@@ -1723,6 +1822,9 @@ impl Opener<'_> {
                     file_len,
                     outcome.next_offset,
                 )?;
+                let zeros_only = valid_frames_discarded == 0
+                    && all_zeros(file, position, file_len)
+                        .map_err(|e| Error::io("read the torn tail of", &active.path, e))?;
                 file.set_len(position)
                     .map_err(|e| Error::io("truncate torn tail of", &active.path, e))?;
                 report.torn_tail = Some(TornTail {
@@ -1735,6 +1837,7 @@ impl Opener<'_> {
                         .map(|invalid| invalid.reason.clone())
                         .unwrap_or_default(),
                     valid_frames_discarded,
+                    zeros_only,
                 });
             }
         }

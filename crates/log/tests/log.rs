@@ -654,3 +654,65 @@ fn split_front_hands_out_consecutive_slices_of_a_read() {
     }
     assert!(batch.is_empty());
 }
+
+#[test]
+fn zeros_are_written_ahead_of_the_end_and_cut_when_sealing_closing_and_recovering() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let mut config = LogConfig::default();
+    config.segment_bytes_max = 256 * 1024;
+    config.preallocate_bytes = 64 * 1024;
+    let log = sim_log(&storage, &clock, config.clone());
+    let value = [7u8; 100];
+    for _ in 0..10 {
+        log.append(&[AppendEvent::value(&value)]).unwrap();
+    }
+    let active = std::path::Path::new("/data/p0/00000000000000000000.log");
+    let written = storage.read_file(active).unwrap();
+    assert!(
+        written.len() >= 64 * 1024,
+        "zeros ahead of the end: the file is {} bytes",
+        written.len()
+    );
+    // A crash now (everything written survives, as after kill -9): recovery cuts the zeros,
+    // says they were only zeros, and keeps every event.
+    let image = storage.power_cut(weir_log::sim::CrashMode::Scramble { seed: 1 });
+    let crashed = Log::open_with(
+        "/data/p0",
+        config.clone(),
+        Arc::new(image.clone()),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let torn = crashed.recovery_report().torn_tail.clone();
+    if let Some(torn) = &torn {
+        assert!(torn.zeros_only, "{torn:?}");
+    }
+    assert_eq!(crashed.end_offset(), 10);
+    let after = image.read_file(active).unwrap();
+    assert!(
+        after.len() < 4096,
+        "the zeros were cut: {} bytes",
+        after.len()
+    );
+    drop(crashed);
+    // Appends large enough to roll: every sealed segment is exactly as long as its frames.
+    let big = vec![1u8; 40 * 1024];
+    for _ in 0..20 {
+        log.append(&[AppendEvent::value(&big)]).unwrap();
+    }
+    log.close().unwrap();
+    let reopened = sim_log(&storage, &clock, config);
+    assert!(reopened.recovery_report().clean_shutdown);
+    assert!(reopened.recovery_report().torn_tail.is_none());
+    assert_eq!(reopened.end_offset(), 30);
+    assert!(reopened.verify().is_ok());
+    let names = weir_log::Storage::list_dir(&storage, std::path::Path::new("/data/p0")).unwrap();
+    for name in names {
+        if name.ends_with(".log") {
+            let path = std::path::Path::new("/data/p0").join(&name);
+            let bytes = storage.read_file(&path).unwrap();
+            assert_ne!(bytes.last(), Some(&0), "{name} ends in zeros");
+        }
+    }
+}

@@ -205,7 +205,7 @@ fn a_full_disk_refuses_appends_and_the_node_resumes_when_space_is_freed() {
         println!(
             "disk full after {} acknowledged events ({} MiB); {refusals} appends refused",
             acked.len(),
-            acked.len() * EVENT_BYTES >> 20
+            (acked.len() * EVENT_BYTES) >> 20
         );
         let end = check_all(&client, &acked).await;
         assert_eq!(
