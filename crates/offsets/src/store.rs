@@ -190,6 +190,7 @@ impl OffsetStore {
             }
         }
         let lock_file = lock_directory(&directory)?;
+        remove_interrupted_snapshots(&directory)?;
         let db = open_sled(&directory, config.cache_capacity_bytes)?;
         let mut store = OffsetStore::open_in(db, directory)?;
         store.lock_file = Some(lock_file);
@@ -871,6 +872,46 @@ fn open_sled(directory: &Path, cache_capacity_bytes: u64) -> Result<sled::Db> {
             }
         }
     }
+}
+
+/// Removes `snap.*.generating` files: snapshots whose writing a crash interrupted.
+///
+/// sled 0.34 writes a snapshot at open (whenever its log advanced since the last one) to
+/// `snap.<lsn>.generating`, fsyncs it and renames it to `snap.<lsn>`. Its reader lists every
+/// `snap.*` file and reads the one that sorts last, which is such a leftover when a kill
+/// landed before the rename; an empty or partial one fails the open with `Corruption`
+/// (sled issues #1527, #1533). A leftover is never the only copy of anything: the previous
+/// complete snapshot is removed only after the rename, and the log holds everything the
+/// snapshot summarises. Called with this store's lock held, so no sled of ours is writing it.
+fn remove_interrupted_snapshots(directory: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(directory).map_err(|source| Error::Io {
+        operation: "list the directory",
+        path: directory.to_path_buf(),
+        source,
+    })?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::Io {
+            operation: "list the directory",
+            path: directory.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|source| Error::Io {
+                operation: "remove an interrupted sled snapshot",
+                path: path.clone(),
+                source,
+            })?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_directory(directory)?;
+    }
+    Ok(())
 }
 
 fn lock_directory(directory: &Path) -> Result<File> {
