@@ -821,6 +821,34 @@ impl Log {
         }
     }
 
+    /// Starts making everything before `end_offset` durable without waiting for anyone: leads
+    /// an fsync if none is running, and returns at once if one is (its waiters lead the next
+    /// round once it ends) or if the events are already durable. weir-store calls it on helper
+    /// threads to start the fsyncs of several partitions at once without parking a thread
+    /// behind each running fsync.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
+    pub fn start_sync(&self, end_offset: u64) -> Result<()> {
+        let inner = &self.inner;
+        let mut sync = lock(&inner.sync);
+        if let Some(cause) = inner.poison.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if sync.durable.next_offset >= end_offset || sync.in_progress {
+            return Ok(());
+        }
+        sync.in_progress = true;
+        drop(sync);
+        let result = self.lead_sync();
+        sync = lock(&inner.sync);
+        sync.in_progress = false;
+        inner.sync_done.notify_all();
+        result
+    }
+
     /// One group-commit round: fsync the active file up to what is written now.
     fn lead_sync(&self) -> Result<()> {
         let inner = &self.inner;

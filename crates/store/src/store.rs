@@ -877,12 +877,14 @@ impl Inner {
             pending.push((partition, indexes, written, events.len(), bytes));
         }
         // Start the fsyncs of all partitions but the last on the blocking pool, so that they
-        // run at once; the waits below then find them done or in progress (or lead them).
+        // run at once; the waits below then find them done or in progress (or lead them). A
+        // helper never waits behind a running fsync (`start_sync` returns at once then), so
+        // the pool's threads all lead fsyncs instead of parking as followers.
         if pending.len() > 1 {
             for (partition, _, written, _, _) in &pending[..pending.len() - 1] {
                 let log = topic.partitions[*partition as usize].clone();
                 let end = written.end_offset();
-                drop(self.pool.run(move || log.wait_durable(end)));
+                drop(self.pool.run(move || log.start_sync(end)));
             }
         }
         for (partition, indexes, written, count, bytes) in pending {
