@@ -1,8 +1,9 @@
 //! weir's benchmark harness: `cargo run --release -p weir-bench -- <suite> [--quick] [--json]`.
 //!
-//! Suites: `log` (issue 2), `offsets` (issue 3), `batch` (issue 4), `store` (issue 5), `node` (issue 6). Each prints its figures next to a baseline
+//! Suites: `log` (issue 2), `offsets` (issue 3), `batch` (issue 4), `store` (issue 5), `node` (issue 6), `abuse` (issue 8). Each prints its figures next to a baseline
 //! measured in the same run; see `docs/testing.md` for what each figure means.
 
+mod abuse;
 mod batch;
 mod harness;
 mod log;
@@ -43,6 +44,7 @@ fn main() {
             "batch" => batch::run(&options),
             "store" => store::run(&options),
             "node" => node::run(&options),
+            "abuse" => abuse::run(&options),
             other => usage(&format!("unknown suite {other}")),
         };
         harness::print(&figures, &options);
@@ -53,6 +55,8 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("weir-bench: {problem}");
     }
-    eprintln!("usage: weir-bench <log|offsets|batch|store|node>... [--quick] [--json] [--dir DIR]");
+    eprintln!(
+        "usage: weir-bench <log|offsets|batch|store|node|abuse>... [--quick] [--json] [--dir DIR]"
+    );
     std::process::exit(if problem.is_empty() { 0 } else { 2 });
 }

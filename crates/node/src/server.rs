@@ -119,15 +119,28 @@ async fn refuse(socket: TcpStream, limits: FrameLimits) {
     }
 }
 
-/// Sends `response` for `request_id`; false if the connection's writer is gone.
+/// Frames waiting for the connection's writer, besides the one it is writing: with each at most
+/// `frame_bytes_max`, this is the output buffer of 2 × `frame_bytes_max` of `docs/protocol.md`. Once it is full (a client that does not
+/// read), requests in flight wait to hand over their response and the reader waits to answer
+/// the next one, so the node stops reading the connection until the write deadline closes it.
+/// (It was `in_flight_max + 4` frames: a client that never read its responses could make the
+/// node hold about 2 × `in_flight_max` large responses, ~200 MiB per connection with 512 KiB
+/// reads — found by `tests/abuse.rs`.)
+const OUTPUT_FRAMES_MAX: usize = 2;
+
+/// Sends `response` for `request_id`; false if the connection's writer is gone. The response is
+/// dropped once encoded, so a request waiting for room in the output buffer holds one copy of
+/// its answer, not two.
 async fn send(
     frames: &mpsc::Sender<Vec<u8>>,
     request_id: u64,
-    response: &Response,
+    response: Response,
     limits: &FrameLimits,
 ) -> bool {
     let mut frame = Vec::new();
-    if let Err(error) = encode_frame(&mut frame, request_id, response, limits) {
+    let encoded = encode_frame(&mut frame, request_id, &response, limits);
+    drop(response);
+    if let Err(error) = encoded {
         tracing::error!(%error, "a response could not be encoded");
         let fallback = Response::error(
             ErrorCode::Internal,
@@ -162,8 +175,7 @@ async fn handle(
 ) {
     let config = &shared.config;
     let (read, write) = socket.into_split();
-    let in_flight_max = config.in_flight_max as usize;
-    let (frames, outgoing) = mpsc::channel::<Vec<u8>>(in_flight_max + 4);
+    let (frames, outgoing) = mpsc::channel::<Vec<u8>>(OUTPUT_FRAMES_MAX);
     let writer_failed = Arc::new(Notify::new());
     let writer = tokio::spawn(write_frames(
         write,
@@ -174,9 +186,15 @@ async fn handle(
     let mut reader = FrameReader::new(read, limits);
 
     // The handshake: the first frame must be a Hello with an acceptable version and token.
-    let first = reader
-        .next(config.handshake_timeout(), config.frame_timeout())
-        .await;
+    // The handshake deadline runs from the accept and covers the whole Hello: without the outer
+    // timeout, a client dribbling its Hello a byte at a time would hold a connection slot for
+    // the handshake timeout plus the (longer) frame deadline.
+    let first = tokio::time::timeout(
+        config.handshake_timeout(),
+        reader.next(config.handshake_timeout(), config.frame_timeout()),
+    )
+    .await
+    .unwrap_or(ReadOutcome::Incomplete);
     let welcomed = match first {
         ReadOutcome::Frame(frame) => match frame.message {
             Request::Hello(hello) => {
@@ -209,13 +227,13 @@ async fn handle(
                     })
                 };
                 let ok = matches!(response, Response::Welcome(_));
-                send(&frames, frame.request_id, &response, &limits).await && ok
+                send(&frames, frame.request_id, response, &limits).await && ok
             }
             _ => {
                 send(
                     &frames,
                     frame.request_id,
-                    &Response::error(
+                    Response::error(
                         ErrorCode::HandshakeRequired,
                         "the first request must be a Hello",
                     ),
@@ -227,14 +245,14 @@ async fn handle(
         },
         ReadOutcome::Invalid(error) => {
             let response = Response::error(error.code(), error.to_string());
-            send(&frames, error.request_id().unwrap_or(0), &response, &limits).await;
+            send(&frames, error.request_id().unwrap_or(0), response, &limits).await;
             false
         }
         ReadOutcome::Idle | ReadOutcome::Incomplete => {
             send(
                 &frames,
                 0,
-                &Response::error(ErrorCode::Timeout, "no handshake in time"),
+                Response::error(ErrorCode::Timeout, "no handshake in time"),
                 &limits,
             )
             .await;
@@ -269,7 +287,8 @@ async fn serve_requests(
     peer: SocketAddr,
 ) {
     let config = &shared.config;
-    let in_flight = Arc::new(Semaphore::new(config.in_flight_max as usize));
+    let in_flight_max = config.in_flight_max as usize;
+    let in_flight = Arc::new(Semaphore::new(in_flight_max));
     let mut requests = JoinSet::new();
     loop {
         if *stop.borrow() {
@@ -290,7 +309,7 @@ async fn serve_requests(
                         let frames = frames.clone();
                         requests.spawn(async move {
                             let response = dispatch(&shared, frame.message).await;
-                            send(&frames, frame.request_id, &response, &limits).await;
+                            send(&frames, frame.request_id, response, &limits).await;
                             drop(permit);
                         });
                     }
@@ -302,7 +321,7 @@ async fn serve_requests(
                                 config.in_flight_max
                             ),
                         );
-                        send(frames, frame.request_id, &response, &limits).await;
+                        send(frames, frame.request_id, response, &limits).await;
                     }
                 }
                 while requests.try_join_next().is_some() {}
@@ -310,16 +329,20 @@ async fn serve_requests(
             ReadOutcome::Invalid(error) => {
                 tracing::info!(%peer, %error, "a malformed frame");
                 let response = Response::error(error.code(), error.to_string());
-                send(frames, error.request_id().unwrap_or(0), &response, &limits).await;
+                send(frames, error.request_id().unwrap_or(0), response, &limits).await;
                 if error.closes_connection() {
                     break;
                 }
+            }
+            ReadOutcome::Idle if in_flight.available_permits() < in_flight_max => {
+                // A request is in flight (a long poll may wait longer than the idle timeout):
+                // the connection is not idle, so keep waiting for the next frame.
             }
             ReadOutcome::Idle => {
                 send(
                     frames,
                     0,
-                    &Response::error(ErrorCode::Timeout, "idle for too long"),
+                    Response::error(ErrorCode::Timeout, "idle for too long"),
                     &limits,
                 )
                 .await;
@@ -329,7 +352,7 @@ async fn serve_requests(
                 send(
                     frames,
                     0,
-                    &Response::error(ErrorCode::Timeout, "a frame did not arrive whole in time"),
+                    Response::error(ErrorCode::Timeout, "a frame did not arrive whole in time"),
                     &limits,
                 )
                 .await;
