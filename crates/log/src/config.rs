@@ -63,7 +63,8 @@ pub struct LogConfig {
     /// Zeros written ahead of the active segment's end, this many bytes at a time, so that the
     /// fsync of an append rewrites blocks the file already has instead of growing it: a
     /// growing file makes every `fdatasync` commit file-system metadata too, which halves the
-    /// fsync rate on ext4. Appends of at least half this size are written without it. The
+    /// fsync rate on ext4. Only under [`SyncPolicy::Always`] (the lossy policies rarely
+    /// fsync); appends of at least half this size are written without it. The
     /// zeros are cut when a segment is sealed or the log closes, and after a crash recovery
     /// cuts them as a tail of zeros. Default 1 MiB; 0 turns it off; at most 64 MiB.
     pub preallocate_bytes: u64,

@@ -698,7 +698,14 @@ impl Log {
         let config = &self.inner.config;
         let chunk = config.preallocate_bytes;
         let frame_len = needed_end - writer.end.position;
-        if needed_end <= writer.allocated_end || chunk == 0 || frame_len >= chunk / 2 {
+        // Only fsync-per-append pays for a growing file; the lossy policies sync rarely and
+        // would only write every byte twice.
+        let syncs_often = matches!(config.sync_policy, SyncPolicy::Always);
+        if needed_end <= writer.allocated_end
+            || chunk == 0
+            || frame_len >= chunk / 2
+            || !syncs_often
+        {
             return Ok(());
         }
         let from = writer.allocated_end.max(writer.end.position);

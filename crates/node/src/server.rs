@@ -289,6 +289,13 @@ async fn serve_requests(
     let config = &shared.config;
     let in_flight_max = config.in_flight_max as usize;
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
+    // Response bytes this connection may have in the making at once, in KiB: a request that
+    // can answer with many bytes (a read, a batch) reserves its limit before it starts, and
+    // gives it back once its response is queued. While the budget is spent, the next frame is
+    // not read: a client that sends reads faster than it takes their answers is slowed by TCP,
+    // and a client that never reads holds this budget's worth of work, not 128 reads' worth.
+    let budget_kib = response_budget_kib(config.frame_bytes_max);
+    let response_budget = Arc::new(Semaphore::new(budget_kib as usize));
     let mut requests = JoinSet::new();
     loop {
         if *stop.borrow() {
@@ -305,11 +312,20 @@ async fn serve_requests(
                     .increment(1);
                 match in_flight.clone().try_acquire_owned() {
                     Ok(permit) => {
+                        let reserve =
+                            response_kib(&frame.message, config.frame_bytes_max).min(budget_kib);
+                        let reserved = tokio::select! {
+                            reserved = response_budget.clone().acquire_many_owned(reserve) => reserved,
+                            _ = stop.changed() => break,
+                            () = writer_failed.notified() => break,
+                        };
+                        let Ok(reserved) = reserved else { break };
                         let shared = shared.clone();
                         let frames = frames.clone();
                         requests.spawn(async move {
                             let response = dispatch(&shared, frame.message).await;
                             send(&frames, frame.request_id, response, &limits).await;
+                            drop(reserved);
                             drop(permit);
                         });
                     }
@@ -367,6 +383,24 @@ async fn serve_requests(
     }
     // Finish what is in flight (its responses are still written), then close.
     while requests.join_next().await.is_some() {}
+}
+
+/// The response bytes one connection may have in the making at once (KiB): one of the
+/// largest frames (so any single request fits, and a client pipelining reads of ordinary size
+/// still has dozens in flight).
+fn response_budget_kib(frame_bytes_max: u32) -> u32 {
+    (u64::from(frame_bytes_max) / 1024).clamp(64, u64::from(u32::MAX >> 4)) as u32
+}
+
+/// What a request reserves of its connection's response budget (KiB): the byte limit it asked
+/// for if it reads events (capped by the largest frame), a few KiB otherwise.
+fn response_kib(request: &Request, frame_bytes_max: u32) -> u32 {
+    let bytes = match request {
+        Request::Read(read) => u64::from(read.max_bytes),
+        Request::Fetch(fetch) => fetch.settings.batch_bytes_max,
+        _ => 4 * 1024,
+    };
+    (bytes.min(u64::from(frame_bytes_max)) / 1024).max(4) as u32
 }
 
 #[cfg(test)]
