@@ -137,6 +137,29 @@ async fn send(
     response: Response,
     limits: &FrameLimits,
 ) -> bool {
+    let frame = if matches!(response, Response::Read(_) | Response::Fetched(Some(_))) {
+        // Events: up to a frame of copying and checksumming. Do it on the blocking pool, so
+        // that a burst of large reads does not hold up other connections' small requests on
+        // the runtime's threads.
+        let limits = *limits;
+        match tokio::task::spawn_blocking(move || encode_response(request_id, response, &limits))
+            .await
+        {
+            Ok(frame) => frame,
+            Err(_) => return false,
+        }
+    } else {
+        encode_response(request_id, response, limits)
+    };
+    match frame {
+        Some(frame) => frames.send(frame).await.is_ok(),
+        None => false,
+    }
+}
+
+/// Encodes `response` as a frame (dropping it once encoded); an `internal` error frame if it
+/// cannot be encoded; `None` if not even that can.
+fn encode_response(request_id: u64, response: Response, limits: &FrameLimits) -> Option<Vec<u8>> {
     let mut frame = Vec::new();
     let encoded = encode_frame(&mut frame, request_id, &response, limits);
     drop(response);
@@ -147,11 +170,9 @@ async fn send(
             format!("the response could not be encoded: {error}"),
         );
         frame.clear();
-        if encode_frame(&mut frame, request_id, &fallback, limits).is_err() {
-            return false;
-        }
+        encode_frame(&mut frame, request_id, &fallback, limits).ok()?;
     }
-    frames.send(frame).await.is_ok()
+    Some(frame)
 }
 
 /// Compares two tokens in time that depends only on their lengths, not on where they differ.
