@@ -137,10 +137,11 @@ async fn send(
     response: Response,
     limits: &FrameLimits,
 ) -> bool {
-    let frame = if matches!(response, Response::Read(_) | Response::Fetched(Some(_))) {
-        // Events: up to a frame of copying and checksumming. Do it on the blocking pool, so
-        // that a burst of large reads does not hold up other connections' small requests on
-        // the runtime's threads.
+    let frame = if matches!(response, Response::Read(_)) {
+        // Read events: up to a frame of copying and checksumming. Do it on the blocking pool,
+        // so that a burst of large reads does not hold up other connections' small requests
+        // on the runtime's threads. (Consumer batches stay here: a consumer waits for each
+        // one, and the hop would add to every round trip.)
         let limits = *limits;
         match tokio::task::spawn_blocking(move || encode_response(request_id, response, &limits))
             .await
