@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -818,12 +818,8 @@ impl Log {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 continue;
             }
-            sync.in_progress = true;
-            drop(sync);
-            let result = self.lead_sync();
-            sync = lock(&inner.sync);
-            sync.in_progress = false;
-            inner.sync_done.notify_all();
+            let result;
+            (sync, result) = self.lead_round(sync);
             result?;
         }
     }
@@ -838,7 +834,7 @@ impl Log {
     /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
     pub fn start_sync(&self, end_offset: u64) -> Result<()> {
         let inner = &self.inner;
-        let mut sync = lock(&inner.sync);
+        let sync = lock(&inner.sync);
         if let Some(cause) = inner.poison.get() {
             return Err(Error::Poisoned {
                 cause: cause.clone(),
@@ -847,13 +843,22 @@ impl Log {
         if sync.durable.next_offset >= end_offset || sync.in_progress {
             return Ok(());
         }
+        self.lead_round(sync).1
+    }
+
+    /// Leads one group-commit round (`lead_sync`) with the sync lock released, marked as in
+    /// progress so that others wait for it; returns the lock again and wakes every waiter.
+    fn lead_round<'a>(
+        &'a self,
+        mut sync: MutexGuard<'a, SyncState>,
+    ) -> (MutexGuard<'a, SyncState>, Result<()>) {
         sync.in_progress = true;
         drop(sync);
         let result = self.lead_sync();
-        sync = lock(&inner.sync);
+        let mut sync = lock(&self.inner.sync);
         sync.in_progress = false;
-        inner.sync_done.notify_all();
-        result
+        self.inner.sync_done.notify_all();
+        (sync, result)
     }
 
     /// One group-commit round: fsync the active file up to what is written now.
