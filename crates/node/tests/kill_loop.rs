@@ -278,15 +278,14 @@ async fn produce(run: Arc<Run>, killed: Arc<AtomicBool>, epoch: u32, producer: u
         let spec = &run.topics[topic as usize];
         let partition = rng.u32(0..spec.partitions);
         let events = rng.u64(1..=8);
-        let ids: Vec<Id> = (seq..seq + events)
-            .map(|seq| Id {
-                topic,
-                partition,
-                epoch,
-                producer,
-                seq,
-            })
-            .collect();
+        let ids = Id {
+            topic,
+            partition,
+            epoch,
+            producer,
+            seq,
+        }
+        .run(events);
         seq += events;
         run.figures
             .events_attempted

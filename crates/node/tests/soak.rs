@@ -306,15 +306,14 @@ async fn produce(soak: Arc<Soak>, producer: u32, seed: u64) -> (Vec<u32>, u64) {
             }
             let partition = rng.u32(0..PARTITIONS);
             let events = rng.u64(1..=4);
-            let ids: Vec<Id> = (seq..seq + events)
-                .map(|seq| Id {
-                    topic,
-                    partition,
-                    epoch,
-                    producer,
-                    seq,
-                })
-                .collect();
+            let ids = Id {
+                topic,
+                partition,
+                epoch,
+                producer,
+                seq,
+            }
+            .run(events);
             seq += events;
             soak.events_attempted.fetch_add(events, Ordering::Relaxed);
             let records = ids.iter().map(|&id| common::record(id)).collect();

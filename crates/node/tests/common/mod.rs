@@ -46,6 +46,15 @@ pub struct Id {
     pub seq: u64,
 }
 
+impl Id {
+    /// The ids of `events` consecutive sequence numbers from this one's.
+    pub fn run(self, events: u64) -> Vec<Id> {
+        (self.seq..self.seq + events)
+            .map(|seq| Id { seq, ..self })
+            .collect()
+    }
+}
+
 const HEAD_BYTES: usize = 1 + 4 + 4 + 4 + 8 + 4;
 const SUM_BYTES: usize = 8;
 const SEQ_BITS: u32 = 40;
