@@ -238,7 +238,17 @@ impl PartitionReader {
                     first_offset,
                     end_offset,
                 } => {
-                    let events = self.read_range(first_offset, end_offset)?;
+                    let events = match self.read_range(first_offset, end_offset) {
+                        Ok(events) => events,
+                        Err(Error::EventsRemoved { log_start, .. }) => {
+                            self.removed_while_waiting(&mut state, first_offset, log_start);
+                            drop(state);
+                            self.after_settle(1)?;
+                            state = lock(&self.state);
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     let lease = state.lease_redelivery(first_offset, now);
                     tracing::debug!(group = %self.group, partition = self.partition, first_offset, attempt = lease.attempt, "redelivering a batch");
                     return Ok(Attempt::Batch(self.batch(lease, events)));
@@ -249,7 +259,17 @@ impl PartitionReader {
                     attempts,
                     last_reason,
                 } => {
-                    let events = self.read_range(first_offset, end_offset)?;
+                    let events = match self.read_range(first_offset, end_offset) {
+                        Ok(events) => events,
+                        Err(Error::EventsRemoved { log_start, .. }) => {
+                            self.removed_while_waiting(&mut state, first_offset, log_start);
+                            drop(state);
+                            self.after_settle(1)?;
+                            state = lock(&self.state);
+                            continue;
+                        }
+                        Err(error) => return Err(error),
+                    };
                     let letter = DeadLetter {
                         group: &self.group,
                         topic: &self.topic,
@@ -568,6 +588,21 @@ impl PartitionReader {
             return BatchEvents::new(vec![fetcher.ahead.take().expect("checked above")]);
         }
         BatchEvents::new(vec![ahead.split_front(count)])
+    }
+
+    /// Retention removed a batch that waited to be delivered again (or dead-lettered): nobody
+    /// can have its events any more, so it is given up, loudly, and the barrier may pass it.
+    fn removed_while_waiting(&self, state: &mut PartitionState, first_offset: u64, log_start: u64) {
+        let events = state.removed_while_waiting(first_offset);
+        tracing::warn!(
+            group = %self.group,
+            topic = %self.topic,
+            partition = self.partition,
+            first_offset,
+            events,
+            log_start,
+            "retention removed a batch waiting for redelivery; it is given up"
+        );
     }
 
     /// Reads exactly the events `first..end` (a redelivery or a dead letter).

@@ -496,6 +496,29 @@ impl PartitionState {
         self.check_invariants();
     }
 
+    /// Records that retention removed the events of the waiting batch at `first_offset` before
+    /// it could be delivered again: it counts as settled (its events are gone for everyone) and
+    /// the barrier may pass it. Returns the number of events.
+    ///
+    /// # Panics
+    /// If that batch is not waiting.
+    pub fn removed_while_waiting(&mut self, first_offset: u64) -> u64 {
+        let range = self
+            .ranges
+            .get_mut(&first_offset)
+            .expect("a removed batch names a waiting batch");
+        assert!(
+            matches!(range.state, RangeState::Waiting { .. }),
+            "only a waiting batch is given up as removed"
+        );
+        range.state = RangeState::Acked;
+        let events = range.end - first_offset;
+        self.stats.skipped_events += events;
+        self.advance_barrier();
+        self.check_invariants();
+        events
+    }
+
     /// Records that `offset` is durably committed.
     ///
     /// # Panics
@@ -690,6 +713,24 @@ mod tests {
         state.ack(a.id).unwrap();
         assert_eq!(state.barrier(), 60);
         assert_eq!(state.stats(0).skipped_events, 45);
+    }
+
+    #[test]
+    fn a_waiting_batch_whose_events_were_removed_is_given_up_and_the_barrier_passes_it() {
+        let mut state = PartitionState::new(config(2), 0);
+        let a = state.lease_new(0, 10, CloseReason::Full, 0);
+        let b = state.lease_new(10, 10, CloseReason::Full, 0);
+        state.nack(a.id, 0, None, 0).unwrap();
+        state.ack(b.id).unwrap();
+        assert_eq!(state.barrier(), 0);
+        assert_eq!(state.removed_while_waiting(0), 10);
+        assert_eq!(
+            state.barrier(),
+            20,
+            "the removed batch no longer holds the barrier"
+        );
+        assert_eq!(state.stats(0).skipped_events, 10);
+        assert_eq!(state.poll(0), Next::Fetch { from: 20 });
     }
 
     #[test]

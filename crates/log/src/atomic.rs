@@ -32,7 +32,7 @@ pub(crate) fn write_file(
     let tmp = tmp_path(path);
     let file = storage
         .open(&tmp, OpenMode::CreateTruncate)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+        .map_err(|e| Error::write("create", &tmp, e))?;
     if let Err(source) = file.write_all_at(bytes, 0) {
         // Give back what the partial temporary file holds (it matters on a full disk); the
         // target is untouched, and a leftover `.tmp` is removed at the next open anyway.

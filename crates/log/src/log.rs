@@ -1196,8 +1196,17 @@ impl Log {
         victims: Vec<(Arc<Segment>, u64)>,
     ) -> Result<RetentionReport> {
         let inner = &self.inner;
+        // The checkpoint may lag in a segment this removes (a refresh that met a full device
+        // after a roll): move it to the durable end, which is in the active segment, so that it
+        // never names a segment that is gone.
+        let durable = lock(&inner.sync).durable;
         self.update_checkpoint(|checkpoint| {
-            checkpoint.start_offset = checkpoint.start_offset.max(new_start)
+            checkpoint.start_offset = checkpoint.start_offset.max(new_start);
+            if checkpoint.segment_base_offset < new_start && durable.segment_base >= new_start {
+                checkpoint.segment_base_offset = durable.segment_base;
+                checkpoint.position = durable.position;
+                checkpoint.next_offset = durable.next_offset;
+            }
         })?;
         {
             let mut visible = lock(&inner.visible);
@@ -1499,7 +1508,7 @@ fn create_segment_file(
 ) -> Result<Arc<dyn StorageFile>> {
     let file = storage
         .open(path, OpenMode::CreateNew)
-        .map_err(|e| Error::io("create segment", path, e))?;
+        .map_err(|e| Error::write("create segment", path, e))?;
     let header = SegmentHeader {
         base_offset,
         created_ms: now_ms,

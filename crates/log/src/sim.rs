@@ -142,6 +142,11 @@ impl SimStorage {
         self.lock_state().capacity_bytes = capacity;
     }
 
+    /// Bytes the files a directory names hold now (what [`SimStorage::capacity_bytes`] limits).
+    pub fn used_bytes(&self) -> u64 {
+        self.lock_state().used_bytes()
+    }
+
     /// Breaks `sync_data`: it succeeds without making anything durable.
     pub fn lying_sync(&self, lying: bool) {
         self.lock_state().lying_sync = lying;

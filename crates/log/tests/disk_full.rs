@@ -193,3 +193,55 @@ fn power_cuts_after_disk_full_episodes_keep_every_acknowledged_append() {
         }
     }
 }
+
+/// A roll on a nearly full device can create its segment but not refresh the checkpoint, which
+/// then still names the sealed segment. Retention that later removes that segment must not
+/// leave the checkpoint naming it: after a power cut the log must still open with everything.
+/// (Found in review: the checkpoint kept the removed segment and the next open failed.)
+#[test]
+fn retention_after_a_checkpoint_that_lagged_on_a_full_device_keeps_the_log_openable() {
+    let mut config = config();
+    config.segment_bytes_max = 4096;
+    config.preallocate_bytes = 0;
+    let v = value(7, 100);
+    // How many appends fit in the first segment: the next one rolls.
+    let before_roll = {
+        let storage = SimStorage::new();
+        let log = open(&storage, &config).unwrap();
+        let mut count = 0;
+        while log.stats().unwrap().segments == 1 {
+            log.append(&[AppendEvent::value(&v)]).unwrap();
+            count += 1;
+        }
+        count - 1
+    };
+    let mut lagged = 0;
+    for headroom in 0..400u64 {
+        let storage = SimStorage::new();
+        let log = open(&storage, &config).unwrap();
+        for _ in 0..before_roll {
+            log.append(&[AppendEvent::value(&v)]).unwrap();
+        }
+        storage.capacity_bytes(Some(storage.used_bytes() + headroom));
+        let mut refused = false;
+        for _ in 0..60 {
+            if log.append(&[AppendEvent::value(&v)]).is_err() {
+                refused = true;
+                break;
+            }
+        }
+        storage.capacity_bytes(None);
+        let acked_end = log.end_offset();
+        if refused {
+            lagged += 1;
+        }
+        log.truncate_before(acked_end).unwrap();
+        let image = storage.power_cut(CrashMode::DropUnsynced);
+        drop(log);
+        let reopened = open(&image, &config).unwrap_or_else(|e| {
+            panic!("headroom {headroom}: the log does not open after retention: {e}")
+        });
+        assert_eq!(reopened.end_offset(), acked_end, "headroom {headroom}");
+    }
+    assert!(lagged > 0, "the device never filled");
+}

@@ -312,10 +312,11 @@ async fn serve_requests(
     let in_flight_max = config.in_flight_max as usize;
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
     // Response bytes this connection may have in the making at once, in KiB: a request that
-    // can answer with many bytes (a read, a batch) reserves its limit before it starts, and
-    // gives it back once its response is queued. While the budget is spent, the next frame is
-    // not read: a client that sends reads faster than it takes their answers is slowed by TCP,
-    // and a client that never reads holds this budget's worth of work, not 128 reads' worth.
+    // answers with events (a read, a batch) reserves its byte limit before it starts, and gives
+    // it back once its response is queued. Other requests reserve nothing, so a produce or an
+    // ack never waits behind reads. A client that sends reads faster than it takes their
+    // answers has at most this budget's worth of them at work (the rest wait, holding nothing),
+    // and `in_flight_max` bounds how many wait.
     let budget_kib = response_budget_kib(config.frame_bytes_max);
     let response_budget = Arc::new(Semaphore::new(budget_kib as usize));
     let mut requests = JoinSet::new();
@@ -336,15 +337,14 @@ async fn serve_requests(
                     Ok(permit) => {
                         let reserve =
                             response_kib(&frame.message, config.frame_bytes_max).min(budget_kib);
-                        let reserved = tokio::select! {
-                            reserved = response_budget.clone().acquire_many_owned(reserve) => reserved,
-                            _ = stop.changed() => break,
-                            () = writer_failed.notified() => break,
-                        };
-                        let Ok(reserved) = reserved else { break };
+                        let budget = response_budget.clone();
                         let shared = shared.clone();
                         let frames = frames.clone();
                         requests.spawn(async move {
+                            let reserved = match reserve {
+                                0 => None,
+                                kib => budget.acquire_many_owned(kib).await.ok(),
+                            };
                             let response = dispatch(&shared, frame.message).await;
                             send(&frames, frame.request_id, response, &limits).await;
                             drop(reserved);
@@ -415,12 +415,12 @@ fn response_budget_kib(frame_bytes_max: u32) -> u32 {
 }
 
 /// What a request reserves of its connection's response budget (KiB): the byte limit it asked
-/// for if it reads events (capped by the largest frame), a few KiB otherwise.
+/// for if it answers with events (capped by the largest frame); nothing otherwise.
 fn response_kib(request: &Request, frame_bytes_max: u32) -> u32 {
     let bytes = match request {
         Request::Read(read) => u64::from(read.max_bytes),
         Request::Fetch(fetch) => fetch.settings.batch_bytes_max,
-        _ => 4 * 1024,
+        _ => return 0,
     };
     (bytes.min(u64::from(frame_bytes_max)) / 1024).max(4) as u32
 }

@@ -130,8 +130,9 @@ error_codes! {
     Unavailable = 202 => "unavailable",
     /// A bug in the node; the message says what.
     Internal = 203 => "internal",
-    /// The node's disk is full: nothing of the request was written (for a produce: nothing
-    /// appended, nothing acknowledged). The partition stays writable; retry once space is freed.
+    /// The node's disk is full: nothing of the request was acknowledged and the partition stays
+    /// writable; retry once space is freed. A produce spanning partitions may have written
+    /// those before the one that did not fit (a retry can repeat them, as after a lost ack).
     StorageFull = 204 => "storage_full",
 }
 

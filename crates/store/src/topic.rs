@@ -67,6 +67,19 @@ impl Topic {
     pub(crate) fn create(topics_dir: &Path, meta: TopicMeta, store: &StoreConfig) -> Result<Topic> {
         let storage = &*store.storage;
         let dir = topics_dir.join(&meta.name);
+        if storage.list_dir(&dir).is_ok() {
+            // A directory the store no longer lists (its topic's deletion failed midway, and
+            // said so): never let a new topic adopt its partitions.
+            return Err(Error::io(
+                "create topic directory",
+                &dir,
+                io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "the directory of an earlier topic of this name is still there (its deletion \
+                     failed); reopen the store, which lists that topic again, and delete it again",
+                ),
+            ));
+        }
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create topic directory", &dir, e))?;
