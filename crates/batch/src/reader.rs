@@ -238,16 +238,12 @@ impl PartitionReader {
                     first_offset,
                     end_offset,
                 } => {
-                    let events = match self.read_range(first_offset, end_offset) {
-                        Ok(events) => events,
-                        Err(Error::EventsRemoved { log_start, .. }) => {
-                            self.removed_while_waiting(&mut state, first_offset, log_start);
-                            drop(state);
-                            self.after_settle(1)?;
-                            state = lock(&self.state);
-                            continue;
-                        }
-                        Err(error) => return Err(error),
+                    let Some(events) = self.read_waiting(&mut state, first_offset, end_offset)?
+                    else {
+                        drop(state);
+                        self.after_settle(1)?;
+                        state = lock(&self.state);
+                        continue;
                     };
                     let lease = state.lease_redelivery(first_offset, now);
                     tracing::debug!(group = %self.group, partition = self.partition, first_offset, attempt = lease.attempt, "redelivering a batch");
@@ -259,16 +255,12 @@ impl PartitionReader {
                     attempts,
                     last_reason,
                 } => {
-                    let events = match self.read_range(first_offset, end_offset) {
-                        Ok(events) => events,
-                        Err(Error::EventsRemoved { log_start, .. }) => {
-                            self.removed_while_waiting(&mut state, first_offset, log_start);
-                            drop(state);
-                            self.after_settle(1)?;
-                            state = lock(&self.state);
-                            continue;
-                        }
-                        Err(error) => return Err(error),
+                    let Some(events) = self.read_waiting(&mut state, first_offset, end_offset)?
+                    else {
+                        drop(state);
+                        self.after_settle(1)?;
+                        state = lock(&self.state);
+                        continue;
                     };
                     let letter = DeadLetter {
                         group: &self.group,
@@ -590,19 +582,32 @@ impl PartitionReader {
         BatchEvents::new(vec![ahead.split_front(count)])
     }
 
-    /// Retention removed a batch that waited to be delivered again (or dead-lettered): nobody
-    /// can have its events any more, so it is given up, loudly, and the barrier may pass it.
-    fn removed_while_waiting(&self, state: &mut PartitionState, first_offset: u64, log_start: u64) {
-        let events = state.removed_while_waiting(first_offset);
-        tracing::warn!(
-            group = %self.group,
-            topic = %self.topic,
-            partition = self.partition,
-            first_offset,
-            events,
-            log_start,
-            "retention removed a batch waiting for redelivery; it is given up"
-        );
+    /// The events of the waiting batch `first..end` (for a redelivery or a dead letter); `None`
+    /// if retention removed them meanwhile: nobody can have them any more, so the batch is
+    /// given up, loudly, and counts as settled (the caller commits per the policy).
+    fn read_waiting(
+        &self,
+        state: &mut PartitionState,
+        first_offset: u64,
+        end_offset: u64,
+    ) -> Result<Option<BatchEvents>> {
+        match self.read_range(first_offset, end_offset) {
+            Ok(events) => Ok(Some(events)),
+            Err(Error::EventsRemoved { log_start, .. }) => {
+                let events = state.removed_while_waiting(first_offset);
+                tracing::warn!(
+                    group = %self.group,
+                    topic = %self.topic,
+                    partition = self.partition,
+                    first_offset,
+                    events,
+                    log_start,
+                    "retention removed a batch waiting for redelivery; it is given up"
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Reads exactly the events `first..end` (a redelivery or a dead letter).

@@ -225,6 +225,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(
             partitions = report.partitions.len(),
             torn_tails = report.torn_tails(),
+            zero_tails = report.zero_tails(),
             offsets_clamped = report.offsets_clamped.len(),
             "recovery finished"
         );

@@ -143,11 +143,21 @@ pub struct StoreRecoveryReport {
 }
 
 impl StoreRecoveryReport {
-    /// Torn tails cut, over all partitions.
+    /// Torn tails cut, over all partitions: tails that held something other than zeros (a
+    /// write a crash cut short, or writes that reached the disk out of order).
     pub fn torn_tails(&self) -> usize {
         self.partitions
             .iter()
-            .filter(|p| p.report.torn_tail.is_some())
+            .filter(|p| p.report.torn_tail.as_ref().is_some_and(|t| !t.zeros_only))
+            .count()
+    }
+
+    /// Tails of only zeros cut, over all partitions: the zeros written ahead of the end of the
+    /// active segment (or sectors never written), the usual state after a crash.
+    pub fn zero_tails(&self) -> usize {
+        self.partitions
+            .iter()
+            .filter(|p| p.report.torn_tail.as_ref().is_some_and(|t| t.zeros_only))
             .count()
     }
 }
@@ -346,6 +356,7 @@ impl Store {
             topics = topics.len(),
             partitions = report.partitions.len(),
             torn_tails = report.torn_tails(),
+            zero_tails = report.zero_tails(),
             offsets_clamped = report.offsets_clamped.len(),
             "store opened"
         );

@@ -463,7 +463,7 @@ pub(crate) fn repair(args: &RepairArgs) -> anyhow::Result<i32> {
         out,
         "repaired: {} partition(s) cut, {} torn tail(s) cut at open, {} committed offset(s) clamped",
         cuts.len(),
-        recovery.torn_tails(),
+        recovery.torn_tails() + recovery.zero_tails(),
         recovery.offsets_clamped.len()
     )?;
     Ok(0)
