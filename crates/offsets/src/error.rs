@@ -258,13 +258,12 @@ pub enum DecodeError {
         maximum: usize,
     },
     /// The version byte is not one this code reads.
-    #[error(
-        "unknown value version {version} (this build reads version {})",
-        crate::record::VERSION
-    )]
+    #[error("unknown value version {version} (version {expected} expected here)")]
     UnknownVersion {
         /// The version byte found.
         version: u8,
+        /// The version this tree holds.
+        expected: u8,
     },
     /// The checksum does not match the bytes.
     #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
@@ -273,6 +272,14 @@ pub enum DecodeError {
         stored: u32,
         /// The CRC of the bytes.
         computed: u32,
+    },
+    /// A block's entries are not laid out as version 2 lays them out.
+    #[error("malformed block: {reason} (entry {entry})")]
+    Block {
+        /// What is wrong.
+        reason: &'static str,
+        /// The entry (0-based) at which it went wrong.
+        entry: usize,
     },
     /// The metadata length field disagrees with the bytes left.
     #[error("the metadata length field says {stored} bytes but {left} follow")]

@@ -1,4 +1,7 @@
-//! Keys of the offsets tree (pure): one key per (group, topic, partition).
+//! Keys of the offsets tree (pure): one key per (group, topic, block of 64 partitions).
+//!
+//! Partition `p` lives in block `p / 64`, in slot `p % 64` of that block's value (see
+//! `record`).
 //!
 //! Layout (see `docs/format.md`, "Offsets store"):
 //!
@@ -8,11 +11,11 @@
 //! | 1 | `0x00` terminator |
 //! | 1..=249 | topic name |
 //! | 1 | `0x00` terminator |
-//! | 4 | partition, `u32` big-endian |
+//! | 4 | block, `u32` big-endian: the block of partitions `64·block ..= 64·block + 63` |
 //!
 //! Invariants: a valid name never holds `0x00`, and `0x00` sorts before every byte a name may
-//! hold, so byte order of keys is (group, topic, partition) order with names compared bytewise
-//! and partitions compared numerically. One group's keys are exactly those starting with
+//! hold, so byte order of keys is (group, topic, block) order with names compared bytewise
+//! and blocks (hence partitions) compared numerically. One group's keys are exactly those starting with
 //! [`group_prefix`], hence contiguous (a range scan), and the next group starts at or after
 //! [`next_group_start`].
 
@@ -20,41 +23,54 @@ use std::fmt;
 
 use crate::error::DecodeError;
 use crate::name::{validate_name, NameKind, NAME_BYTES_MAX};
+use crate::record::PARTITIONS_PER_BLOCK;
 
 /// The byte after each name.
 pub const TERMINATOR: u8 = 0x00;
-/// Width of the partition field.
-pub const PARTITION_BYTES: usize = 4;
-/// The longest key: two longest names, two terminators and the partition.
-pub const KEY_BYTES_MAX: usize = 2 * (NAME_BYTES_MAX + 1) + PARTITION_BYTES;
+/// Width of the block field.
+pub const BLOCK_BYTES: usize = 4;
+/// The longest key: two longest names, two terminators and the block.
+pub const KEY_BYTES_MAX: usize = 2 * (NAME_BYTES_MAX + 1) + BLOCK_BYTES;
 const _: () = assert!(KEY_BYTES_MAX == 504);
 
-/// The key of `(group, topic, partition)`. Both names must be valid (checked by the caller).
-pub fn encode(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+/// The block holding `partition`, and its slot in the block.
+pub fn block_of(partition: u32) -> (u32, u8) {
+    let slot = u8::try_from(partition % PARTITIONS_PER_BLOCK).expect("a slot is below 64");
+    (partition / PARTITIONS_PER_BLOCK, slot)
+}
+
+/// The partition in `slot` of `block`.
+pub fn partition_of(block: u32, slot: u8) -> u32 {
+    debug_assert!(u32::from(slot) < PARTITIONS_PER_BLOCK);
+    block * PARTITIONS_PER_BLOCK + u32::from(slot)
+}
+
+/// The key of `(group, topic, block)`. Both names must be valid (checked by the caller).
+pub fn encode(group: &str, topic: &str, block: u32) -> Vec<u8> {
     debug_assert!(validate_name(group).is_ok() && validate_name(topic).is_ok());
     assert!(!group.as_bytes().contains(&TERMINATOR) && !topic.as_bytes().contains(&TERMINATOR));
-    let mut key = Vec::with_capacity(group.len() + topic.len() + 2 + PARTITION_BYTES);
+    let mut key = Vec::with_capacity(group.len() + topic.len() + 2 + BLOCK_BYTES);
     key.extend_from_slice(group.as_bytes());
     key.push(TERMINATOR);
     key.extend_from_slice(topic.as_bytes());
     key.push(TERMINATOR);
-    key.extend_from_slice(&partition_bytes(partition));
+    key.extend_from_slice(&block_bytes(block));
     key
 }
 
 #[expect(
     clippy::big_endian_bytes,
-    reason = "keys sort bytewise, so the partition is big-endian to sort numerically"
+    reason = "keys sort bytewise, so the block is big-endian to sort numerically"
 )]
-fn partition_bytes(partition: u32) -> [u8; PARTITION_BYTES] {
-    partition.to_be_bytes()
+fn block_bytes(block: u32) -> [u8; BLOCK_BYTES] {
+    block.to_be_bytes()
 }
 
 #[expect(
     clippy::big_endian_bytes,
-    reason = "the partition is stored big-endian, see encode"
+    reason = "the block is stored big-endian, see encode"
 )]
-fn partition_from(bytes: [u8; PARTITION_BYTES]) -> u32 {
+fn block_from(bytes: [u8; BLOCK_BYTES]) -> u32 {
     u32::from_be_bytes(bytes)
 }
 
@@ -83,16 +99,20 @@ pub struct Key<'a> {
     pub group: &'a str,
     /// The topic name.
     pub topic: &'a str,
-    /// The partition number.
-    pub partition: u32,
+    /// The block number: partitions `64·block ..= 64·block + 63`. (In a version 1 key, read
+    /// only to migrate, the same field is the partition.)
+    pub block: u32,
 }
 
 impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "group {:?} topic {:?} partition {}",
-            self.group, self.topic, self.partition
+            "group {:?} topic {:?} partitions {}..={}",
+            self.group,
+            self.topic,
+            partition_of(self.block, 0),
+            partition_of(self.block, 0).saturating_add(PARTITIONS_PER_BLOCK - 1)
         )
     }
 }
@@ -103,6 +123,22 @@ impl fmt::Display for Key<'_> {
 ///
 /// A [`DecodeError`] about the key if the bytes are not a key this version writes.
 pub fn decode(bytes: &[u8]) -> Result<Key<'_>, DecodeError> {
+    let key = decode_layout(bytes)?;
+    if key.block > u32::MAX / PARTITIONS_PER_BLOCK {
+        return Err(DecodeError::Key {
+            reason: "the block number is past the last partition's block",
+        });
+    }
+    Ok(key)
+}
+
+/// Decodes the layout shared by version 1 keys (whose last field is the partition) and
+/// version 2 keys, without the version 2 check of the block number.
+///
+/// # Errors
+///
+/// A [`DecodeError`] about the key if the bytes are not laid out as a key.
+pub fn decode_layout(bytes: &[u8]) -> Result<Key<'_>, DecodeError> {
     if bytes.len() > KEY_BYTES_MAX {
         return Err(DecodeError::Key {
             reason: "longer than the longest key",
@@ -112,13 +148,13 @@ pub fn decode(bytes: &[u8]) -> Result<Key<'_>, DecodeError> {
     let (topic, rest) = split_name(rest, NameKind::Topic)?;
     let &[b0, b1, b2, b3] = rest else {
         return Err(DecodeError::Key {
-            reason: "the partition field is not 4 bytes",
+            reason: "the block field is not 4 bytes",
         });
     };
     Ok(Key {
         group,
         topic,
-        partition: partition_from([b0, b1, b2, b3]),
+        block: block_from([b0, b1, b2, b3]),
     })
 }
 
@@ -152,7 +188,7 @@ mod tests {
 
     #[test]
     fn golden_bytes() {
-        // group "g1", topic "orders", partition 258: names, 0x00 after each, then 258 as u32 BE.
+        // group "g1", topic "orders", block 258: names, 0x00 after each, then 258 as u32 BE.
         let expected: &[u8] = &[
             b'g', b'1', 0x00, //
             b'o', b'r', b'd', b'e', b'r', b's', 0x00, //
@@ -164,7 +200,7 @@ mod tests {
             Ok(Key {
                 group: "g1",
                 topic: "orders",
-                partition: 258
+                block: 258
             })
         );
         assert_eq!(group_prefix("g1"), [b'g', b'1', 0x00]);
@@ -172,7 +208,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_sort_by_group_then_topic_then_partition_numerically() {
+    fn keys_sort_by_group_then_topic_then_block_numerically() {
         let tuples = [
             ("a", "t", 0),
             ("a", "t", 1),
@@ -238,13 +274,19 @@ mod tests {
             decode(&[b'a'; KEY_BYTES_MAX + 1]),
             Err(DecodeError::Key { .. })
         ));
+        let past_the_last_block = b"g\0t\0\x04\0\0\0";
+        assert!(matches!(
+            decode(past_the_last_block),
+            Err(DecodeError::Key { .. })
+        ));
+        assert_eq!(decode_layout(past_the_last_block).map(|k| k.block), Ok(1 << 26));
     }
 
     #[test]
     fn readable_form() {
         assert_eq!(
             readable(&encode("g", "t", 3)),
-            "group \"g\" topic \"t\" partition 3"
+            "group \"g\" topic \"t\" partitions 192..=255"
         );
         assert_eq!(readable(b"g\0\xff"), "undecodable key b\"g\\x00\\xff\"");
         assert!(matches!(
@@ -257,16 +299,31 @@ mod tests {
     }
 
     #[test]
+    fn partitions_map_to_blocks_and_slots() {
+        assert_eq!(block_of(0), (0, 0));
+        assert_eq!(block_of(63), (0, 63));
+        assert_eq!(block_of(64), (1, 0));
+        assert_eq!(block_of(u32::MAX), (u32::MAX / 64, 63));
+        for partition in [0, 1, 63, 64, 65, 4095, u32::MAX] {
+            let (block, slot) = block_of(partition);
+            assert_eq!(partition_of(block, slot), partition);
+        }
+        // Partition order is (block, slot) order.
+        assert!(block_of(63) < block_of(64));
+    }
+
+    #[test]
     fn the_longest_key_round_trips() {
         let name = "n".repeat(NAME_BYTES_MAX);
-        let key = encode(&name, &name, u32::MAX);
+        let last_block = u32::MAX / PARTITIONS_PER_BLOCK;
+        let key = encode(&name, &name, last_block);
         assert_eq!(key.len(), KEY_BYTES_MAX);
         assert_eq!(
             decode(&key),
             Ok(Key {
                 group: &name,
                 topic: &name,
-                partition: u32::MAX
+                block: last_block
             })
         );
     }

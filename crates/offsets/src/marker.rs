@@ -16,7 +16,11 @@ pub const META_TREE_NAME: &str = "weir-offsets/meta";
 /// Key of the marker in [`META_TREE_NAME`].
 pub const MARKER_KEY: &[u8] = b"store";
 /// The marker value: names the format of the whole store (tree names, key and value layouts).
-pub const MARKER_VALUE: &[u8] = b"weir-offsets format 1";
+pub const MARKER_VALUE: &[u8] = b"weir-offsets format 2";
+/// The marker of format 1 (one value per partition, tree `weir-offsets/v1`): such a store is
+/// migrated to format 2 when it opens, and its marker rewritten in the same transaction. An
+/// earlier build refuses the rewritten marker instead of reading an empty tree.
+pub const MARKER_VALUE_V1: &[u8] = b"weir-offsets format 1";
 /// The marker file, in the database directory.
 pub const MARKER_FILE_NAME: &str = "weir-offsets.marker";
 
@@ -39,7 +43,9 @@ pub enum Decision {
 /// Decides how to open (pure).
 pub fn decide(file_exists: bool, sled_marker: Option<&[u8]>) -> Decision {
     match (file_exists, sled_marker) {
-        (_, Some(value)) if value != MARKER_VALUE => Decision::UnknownMarker,
+        (_, Some(value)) if value != MARKER_VALUE && value != MARKER_VALUE_V1 => {
+            Decision::UnknownMarker
+        }
         (true, Some(_)) => Decision::Open,
         (true, None) => Decision::DataLost,
         (false, Some(_)) => Decision::Create {
@@ -71,8 +77,9 @@ mod tests {
         );
         assert_eq!(decide(true, Some(MARKER_VALUE)), Decision::Open);
         assert_eq!(decide(true, None), Decision::DataLost);
+        assert_eq!(decide(true, Some(MARKER_VALUE_V1)), Decision::Open);
         assert_eq!(
-            decide(true, Some(b"weir-offsets format 2")),
+            decide(true, Some(b"weir-offsets format 3")),
             Decision::UnknownMarker
         );
         assert_eq!(decide(false, Some(b"")), Decision::UnknownMarker);
@@ -80,7 +87,8 @@ mod tests {
 
     #[test]
     fn golden_marker() {
-        assert_eq!(MARKER_VALUE, b"weir-offsets format 1");
+        assert_eq!(MARKER_VALUE, b"weir-offsets format 2");
+        assert_eq!(MARKER_VALUE_V1, b"weir-offsets format 1");
         assert_eq!(META_TREE_NAME, "weir-offsets/meta");
         assert_eq!(MARKER_KEY, b"store");
         assert_eq!(MARKER_FILE_NAME, "weir-offsets.marker");

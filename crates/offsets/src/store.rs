@@ -1,19 +1,20 @@
-//! The offset store: committed offsets per (group, topic, partition) in one sled tree, and the
-//! only code in weir that touches sled.
+//! The offset store: committed offsets per (group, topic, partition) in one sled tree — one
+//! value per block of 64 partitions (see `record`) — and the only code in weir that touches
+//! sled.
 //!
 //! Invariants:
 //! - A write returns `Ok` only after it is durable: sled `flush` (which on Linux writes with
 //!   `sync_file_range`, flushing neither file metadata nor the drive's cache) followed by our
 //!   own `fdatasync` of sled's log file, which does both.
-//! - A commit is applied only if the commit rule (`commit::check`) allows it: a batch inside
-//!   one sled transaction with every other commit of it (and the caller's writes, for
-//!   `commit_with`), all of them or none; a lone commit as a compare-and-swap of its key.
-//! - Writers take `writer`, so a scan-then-write (delete a group, clamp) sees no commit land
-//!   between its scan and its write.
+//! - A commit is applied only if the commit rule (`commit::check`) allows it, with every other
+//!   commit of its batch: all of them or none (one atomic sled batch, or, for `commit_with`,
+//!   one sled transaction with the caller's writes).
+//! - Writers take `writer`, so a read-then-write (a commit's check and its block's rewrite,
+//!   delete a group, clamp) sees no other write land between its read and its write.
 //! - After a failed write or sync the store is poisoned and refuses writes: whether the bytes
 //!   reached the disk is unknown, and retrying a failed fsync is not safe.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::{File, TryLockError};
 use std::ops::Deref;
@@ -33,11 +34,14 @@ use crate::error::{DecodeError, Error, Result};
 use crate::keys;
 use crate::marker::{self, Decision};
 use crate::name::{validate_name, NameKind};
-use crate::record::{self, Committed, METADATA_BYTES_MAX};
+use crate::record::{self, Block, Committed, METADATA_BYTES_MAX};
 
-/// The sled tree that holds the offsets. The `v1` names the key layout (see `keys`); a new key
+/// The sled tree that holds the offsets. The `v2` names the key layout (see `keys`); a new key
 /// layout gets a new tree.
-pub const TREE_NAME: &str = "weir-offsets/v1";
+pub const TREE_NAME: &str = "weir-offsets/v2";
+
+/// The tree of version 1 (one key per partition), migrated into [`TREE_NAME`] on open.
+const TREE_NAME_V1: &str = "weir-offsets/v1";
 
 /// Tree names starting with this are reserved for the offsets store.
 pub const RESERVED_TREE_PREFIX: &str = "weir-offsets";
@@ -159,11 +163,12 @@ enum Abort<E> {
     User(E),
 }
 
-/// A commit, checked and encoded before its transaction (which may run more than once).
+/// The commits of a batch that fall in one block, checked before their transaction (which may
+/// run more than once).
 struct Prepared<'a> {
-    commit: &'a Commit<'a>,
     key: Vec<u8>,
-    value: Vec<u8>,
+    /// Each with its place in the caller's batch and its slot in the block.
+    commits: Vec<(usize, u8, &'a Commit<'a>)>,
 }
 
 impl OffsetStore {
@@ -252,7 +257,9 @@ impl OffsetStore {
             path: file.clone(),
             source,
         })?;
+        let format_1 = sled_marker.as_deref() == Some(marker::MARKER_VALUE_V1);
         match marker::decide(file_exists, sled_marker.as_deref()) {
+            Decision::Open if format_1 => self.migrate_format_1(&meta),
             Decision::Open => Ok(()),
             Decision::DataLost => Err(Error::Damaged {
                 directory: self.directory.clone(),
@@ -261,11 +268,14 @@ impl OffsetStore {
             }),
             Decision::UnknownMarker => Err(Error::Damaged {
                 directory: self.directory.clone(),
-                problem: "the store marker is not \"weir-offsets format 1\" (damaged, or \
-                          written by a newer build)",
+                problem: "the store marker is neither \"weir-offsets format 2\" nor \
+                          \"weir-offsets format 1\" (damaged, or written by a newer build)",
             }),
             Decision::Create { write_sled_marker } => {
-                if write_sled_marker {
+                if format_1 {
+                    // An earlier build's creation, cut short: migrate what there is.
+                    self.migrate_format_1(&meta)?;
+                } else if write_sled_marker {
                     meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)
                         .map_err(|source| self.poison("write the store marker", source))?;
                 }
@@ -282,6 +292,68 @@ impl OffsetStore {
                 sync_directory(&self.directory)
             }
         }
+    }
+
+    /// Moves a format 1 store's offsets (one value per partition, in [`TREE_NAME_V1`]) into
+    /// blocks in [`TREE_NAME`], empties the old tree and rewrites the marker — in one sled
+    /// transaction, made durable before the store is used. A crash before it leaves format 1
+    /// as it was; a crash after it leaves format 2.
+    fn migrate_format_1(&self, meta: &sled::Tree) -> Result<()> {
+        let old = self
+            .db
+            .open_tree(TREE_NAME_V1)
+            .map_err(|source| self.storage("open the format 1 offsets tree", source))?;
+        let mut old_keys = Vec::new();
+        let mut blocks: BTreeMap<Vec<u8>, Block> = BTreeMap::new();
+        for entry in old.iter() {
+            let (key, value) = entry.map_err(|source| self.storage("read format 1", source))?;
+            // A format 1 key has the partition where a format 2 key has the block.
+            let decoded = keys::decode_layout(&key).map_err(|source| self.corrupt(&key, source))?;
+            let partition = decoded.block;
+            let committed = record::v1::decode(&value).map_err(|source| Error::Corrupt {
+                directory: self.directory.clone(),
+                key: format!(
+                    "group {:?} topic {:?} partition {partition} (format 1, being migrated)",
+                    decoded.group, decoded.topic
+                ),
+                source,
+            })?;
+            let (block, slot) = keys::block_of(partition);
+            blocks
+                .entry(keys::encode(decoded.group, decoded.topic, block))
+                .or_default()
+                .set(slot, committed);
+            old_keys.push(key);
+        }
+        let values: Vec<(Vec<u8>, Vec<u8>)> = blocks
+            .into_iter()
+            .map(|(key, block)| (key, record::encode(&block)))
+            .collect();
+        let migrated = (&old, &self.tree, meta).transaction(|(old, new, meta)| {
+            for (key, value) in &values {
+                let _previous = new.insert(key.as_slice(), value.as_slice())?;
+            }
+            for key in &old_keys {
+                let _previous = old.remove(key)?;
+            }
+            let _previous = meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        match migrated {
+            Ok(()) => {}
+            Err(TransactionError::Abort(())) => unreachable!("the migration never aborts"),
+            Err(TransactionError::Storage(source)) => {
+                return Err(self.poison("migrate format 1 offsets", source));
+            }
+        }
+        self.sync()?;
+        tracing::info!(
+            directory = %self.directory.display(),
+            partitions = old_keys.len(),
+            blocks = values.len(),
+            "migrated the offsets store from format 1 to format 2"
+        );
+        Ok(())
     }
 
     /// The same store, taking commit times from `clock` instead of the system clock.
@@ -328,10 +400,11 @@ impl OffsetStore {
     pub fn get(&self, group: &str, topic: &str, partition: u32) -> Result<Option<Committed>> {
         check_name(NameKind::Group, group)?;
         check_name(NameKind::Topic, topic)?;
-        let key = keys::encode(group, topic, partition);
+        let (block, slot) = keys::block_of(partition);
+        let key = keys::encode(group, topic, block);
         match self.tree.get(&key) {
             Ok(None) => Ok(None),
-            Ok(Some(value)) => self.decode_value(&key, &value).map(Some),
+            Ok(Some(value)) => Ok(self.decode_value(&key, &value)?.get(slot).cloned()),
             Err(source) => Err(self.storage("read an offset", source)),
         }
     }
@@ -366,35 +439,34 @@ impl OffsetStore {
     pub fn commit_batch(&self, group: &str, commits: &[Commit<'_>]) -> Result<u64> {
         let (prepared, commit_time_ms) = self.prepare(group, commits)?;
         let writer = self.lock_writer();
-        if let [single] = prepared.as_slice() {
-            self.apply_single(group, single)?;
-            drop(writer);
-            self.sync()?;
-            return Ok(commit_time_ms);
-        }
         // Every write of this store happens under the writer lock (and the store's lock file
         // keeps other processes out), so checking the rule on the current values and then
-        // applying one atomic sled batch is a compare-and-set of all of them: cheaper than a
-        // sled transaction, which costs about 3 µs per key.
-        for Prepared { commit, key, .. } in &prepared {
-            let current = match self
+        // writing them is a compare-and-set of all of them: cheaper than a sled transaction,
+        // which costs about 3 µs per key.
+        let mut stored = Vec::with_capacity(prepared.len());
+        for block in &prepared {
+            let value = self
                 .tree
-                .get(key)
-                .map_err(|source| self.storage("read an offset", source))?
-            {
-                None => None,
-                Some(bytes) => Some(self.decode_value(key, &bytes)?.offset),
-            };
-            refuse(group, commit, current)?;
+                .get(&block.key)
+                .map_err(|source| self.storage("read an offset", source))?;
+            stored.push(value);
         }
-        let mut batch = sled::Batch::default();
-        for Prepared { key, value, .. } in &prepared {
-            batch.insert(key.as_slice(), value.as_slice());
-        }
-        let applied = self.tree.apply_batch(batch);
+        let values = self.updated(group, &prepared, &stored, commit_time_ms)?;
+        let applied = if let ([block], [value]) = (prepared.as_slice(), values.as_slice()) {
+            // One key needs no batch (a batch costs sled an extra log write to pin it).
+            self.tree
+                .insert(block.key.as_slice(), value.as_slice())
+                .map(drop)
+        } else {
+            let mut batch = sled::Batch::default();
+            for (block, value) in prepared.iter().zip(values) {
+                batch.insert(block.key.as_slice(), value);
+            }
+            self.tree.apply_batch(batch)
+        };
         drop(writer);
         if let Err(source) = applied {
-            return Err(self.poison("commit a batch of offsets", source));
+            return Err(self.poison("commit offsets", source));
         }
         self.sync()?;
         Ok(commit_time_ms)
@@ -454,11 +526,11 @@ impl OffsetStore {
                 reason: "belongs to another offsets store (a transaction spans one database)",
             });
         }
-        let (prepared, _commit_time_ms) = self.prepare(group, commits)?;
+        let (prepared, commit_time_ms) = self.prepare(group, commits)?;
         let outcome = {
             let _writer = self.lock_writer();
             (&self.tree, &user_tree.tree).transaction(|(offsets, user)| {
-                self.apply(offsets, group, &prepared)
+                self.apply(offsets, group, &prepared, commit_time_ms)
                     .map_err(|error| map_abort(error, Abort::Offsets))?;
                 user_writes(user).map_err(|error| map_abort(error, Abort::User))
             })
@@ -479,6 +551,11 @@ impl OffsetStore {
     /// was committed before — backwards included, and over a corrupt value. This is the one
     /// way to move a group back; the metadata becomes empty. Returns what is now committed.
     ///
+    /// A corrupt value holds the offsets of a block of 64 partitions (`64·b ..= 64·b + 63`);
+    /// resetting one of them over it replaces the whole value, so the block's other
+    /// partitions are left with no committed offset (they were unreadable already). A warning
+    /// names them: reset them too.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidName`]; [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if the
@@ -493,22 +570,40 @@ impl OffsetStore {
         check_name(NameKind::Group, group)?;
         check_name(NameKind::Topic, topic)?;
         self.check_writable()?;
-        let commit_time_ms = self.clock.now_ms();
-        let key = keys::encode(group, topic, partition);
-        let value = record::encode(offset, commit_time_ms, "");
+        let committed = Committed {
+            offset,
+            commit_time_ms: self.clock.now_ms(),
+            metadata: String::new(),
+        };
+        let (block_number, slot) = keys::block_of(partition);
+        let key = keys::encode(group, topic, block_number);
         let written = {
             let _writer = self.lock_writer();
-            self.tree.insert(key, value)
+            let stored = self
+                .tree
+                .get(&key)
+                .map_err(|source| self.storage("read an offset", source))?;
+            let mut block = match stored.as_deref().map(|v| self.decode_value(&key, v)) {
+                None => Block::default(),
+                Some(Ok(block)) => block,
+                Some(Err(error)) => {
+                    tracing::warn!(
+                        %error,
+                        "reset over a corrupt value: the other partitions of {} now have no \
+                         committed offset; reset them too",
+                        keys::readable(&key)
+                    );
+                    Block::default()
+                }
+            };
+            block.set(slot, committed.clone());
+            self.tree.insert(key, record::encode(&block))
         };
         if let Err(source) = written {
             return Err(self.poison("reset an offset", source));
         }
         self.sync()?;
-        Ok(Committed {
-            offset,
-            commit_time_ms,
-            metadata: String::new(),
-        })
+        Ok(committed)
     }
 
     /// Every group with at least one committed offset, in byte order.
@@ -545,12 +640,13 @@ impl OffsetStore {
                 decoded.group, group,
                 "a prefix scan returned another group's key"
             );
-            let committed = self.decode_value(&key, &value)?;
-            partitions.push(PartitionOffset {
-                topic: decoded.topic.to_string(),
-                partition: decoded.partition,
-                committed,
-            });
+            for (slot, committed) in self.decode_value(&key, &value)?.iter() {
+                partitions.push(PartitionOffset {
+                    topic: decoded.topic.to_string(),
+                    partition: keys::partition_of(decoded.block, slot),
+                    committed: committed.clone(),
+                });
+            }
         }
         Ok(GroupDescription {
             group: group.to_string(),
@@ -558,8 +654,9 @@ impl OffsetStore {
         })
     }
 
-    /// Deletes all of `group`'s committed offsets, durably, in one atomic step. Returns how
-    /// many there were (0 if the group had none).
+    /// Deletes all of `group`'s committed offsets, durably, in one atomic step — corrupt
+    /// values included. Returns how many there were (0 if the group had none), counting a
+    /// value that does not decode as one.
     ///
     /// # Errors
     ///
@@ -573,9 +670,9 @@ impl OffsetStore {
             let mut batch = sled::Batch::default();
             let mut deleted = 0;
             for entry in self.tree.scan_prefix(keys::group_prefix(group)) {
-                let (key, _value) = entry.map_err(|source| self.storage("scan a group", source))?;
+                let (key, value) = entry.map_err(|source| self.storage("scan a group", source))?;
+                deleted += record::decode(&value).map_or(1, |block| block.len());
                 batch.remove(key);
-                deleted += 1;
             }
             if deleted > 0 {
                 if let Err(source) = self.tree.apply_batch(batch) {
@@ -616,27 +713,41 @@ impl OffsetStore {
                 let (key, value) =
                     entry.map_err(|source| self.storage("scan the offsets", source))?;
                 let decoded = self.decode_key(&key)?;
-                let committed = self.decode_value(&key, &value)?;
-                report.examined += 1;
-                let at = GroupPartition {
-                    group: decoded.group.to_string(),
-                    topic: decoded.topic.to_string(),
-                    partition: decoded.partition,
-                };
-                match log_end(decoded.topic, decoded.partition) {
-                    None => report.without_log_end.push(at),
-                    Some(end) if committed.offset > end => {
-                        batch.insert(
-                            &*key,
-                            record::encode(end, commit_time_ms, &committed.metadata),
-                        );
-                        report.clamped.push(Clamped {
-                            at,
-                            committed: committed.offset,
-                            log_end: end,
-                        });
+                let mut block = self.decode_value(&key, &value)?;
+                let mut changed = Vec::new();
+                for (slot, committed) in block.iter() {
+                    report.examined += 1;
+                    let partition = keys::partition_of(decoded.block, slot);
+                    let at = GroupPartition {
+                        group: decoded.group.to_string(),
+                        topic: decoded.topic.to_string(),
+                        partition,
+                    };
+                    match log_end(decoded.topic, partition) {
+                        None => report.without_log_end.push(at),
+                        Some(end) if committed.offset > end => {
+                            changed.push((
+                                slot,
+                                Committed {
+                                    offset: end,
+                                    commit_time_ms,
+                                    metadata: committed.metadata.clone(),
+                                },
+                            ));
+                            report.clamped.push(Clamped {
+                                at,
+                                committed: committed.offset,
+                                log_end: end,
+                            });
+                        }
+                        Some(_) => {}
                     }
-                    Some(_) => {}
+                }
+                if !changed.is_empty() {
+                    for (slot, committed) in changed {
+                        block.set(slot, committed);
+                    }
+                    batch.insert(&*key, record::encode(&block));
                 }
             }
             if !report.clamped.is_empty() {
@@ -678,65 +789,85 @@ impl OffsetStore {
         }
         self.check_writable()?;
         let commit_time_ms = self.clock.now_ms();
-        let prepared = commits
-            .iter()
-            .map(|commit| Prepared {
-                commit,
-                key: keys::encode(group, commit.topic, commit.partition),
-                value: record::encode(commit.offset, commit_time_ms, commit.metadata),
-            })
-            .collect();
+        let mut blocks: BTreeMap<(&str, u32), Prepared<'a>> = BTreeMap::new();
+        for (place, commit) in commits.iter().enumerate() {
+            let (block, slot) = keys::block_of(commit.partition);
+            blocks
+                .entry((commit.topic, block))
+                .or_insert_with(|| Prepared {
+                    key: keys::encode(group, commit.topic, block),
+                    commits: Vec::new(),
+                })
+                .commits
+                .push((place, slot, commit));
+        }
+        let prepared = blocks.into_values().collect();
         Ok((prepared, commit_time_ms))
     }
 
-    /// Inside a transaction: checks each commit against the stored value and writes it.
+    /// Inside a transaction: checks each commit against the stored values and writes them.
     fn apply(
         &self,
         tree: &TransactionalTree,
         group: &str,
         prepared: &[Prepared<'_>],
+        commit_time_ms: u64,
     ) -> ConflictableTransactionResult<(), Error> {
-        for Prepared { commit, key, value } in prepared {
-            let current = match tree.get(key)? {
-                None => None,
-                Some(stored) => Some(
-                    self.decode_value(key, &stored)
-                        .map_err(ConflictableTransactionError::Abort)?
-                        .offset,
-                ),
-            };
-            refuse(group, commit, current).map_err(ConflictableTransactionError::Abort)?;
-            let _previous = tree.insert(key.as_slice(), value.as_slice())?;
+        let mut stored = Vec::with_capacity(prepared.len());
+        for block in prepared {
+            stored.push(tree.get(&block.key)?);
+        }
+        let values = self
+            .updated(group, prepared, &stored, commit_time_ms)
+            .map_err(ConflictableTransactionError::Abort)?;
+        for (block, value) in prepared.iter().zip(values) {
+            let _previous = tree.insert(block.key.as_slice(), value)?;
         }
         Ok(())
     }
 
-    /// One commit without a transaction: a compare-and-swap of its key against the bytes the
-    /// rule was checked on. A sled transaction costs extra log writes (it pins the log to make
-    /// several keys atomic), which one key does not need.
-    fn apply_single(&self, group: &str, prepared: &Prepared<'_>) -> Result<()> {
-        let Prepared { commit, key, value } = prepared;
-        loop {
-            let stored = self
-                .tree
-                .get(key)
-                .map_err(|source| self.storage("read an offset", source))?;
-            let current = match &stored {
-                None => None,
-                Some(bytes) => Some(self.decode_value(key, bytes)?.offset),
-            };
-            refuse(group, commit, current)?;
-            match self
-                .tree
-                .compare_and_swap(key, stored, Some(value.as_slice()))
-            {
-                Ok(Ok(())) => return Ok(()),
-                // The key changed between the read and the swap (only possible if something
-                // other than this store writes its tree): check the rule again on the new value.
-                Ok(Err(_changed)) => continue,
-                Err(source) => return Err(self.poison("commit an offset", source)),
-            }
+    /// The values of `prepared`'s blocks with their commits applied to the `stored` values
+    /// (same order), if the commit rule allows every commit. A refusal names the first commit
+    /// refused in the caller's order.
+    fn updated(
+        &self,
+        group: &str,
+        prepared: &[Prepared<'_>],
+        stored: &[Option<sled::IVec>],
+        commit_time_ms: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut blocks = Vec::with_capacity(prepared.len());
+        for (block, value) in prepared.iter().zip(stored) {
+            blocks.push(match value {
+                None => Block::default(),
+                Some(bytes) => self.decode_value(&block.key, bytes)?,
+            });
         }
+        let mut in_order: Vec<(usize, usize, u8, &Commit<'_>)> = prepared
+            .iter()
+            .enumerate()
+            .flat_map(|(at, block)| {
+                block
+                    .commits
+                    .iter()
+                    .map(move |&(place, slot, commit)| (place, at, slot, commit))
+            })
+            .collect();
+        in_order.sort_unstable_by_key(|&(place, ..)| place);
+        for &(_, at, slot, commit) in &in_order {
+            refuse(group, commit, blocks[at].get(slot).map(|c| c.offset))?;
+        }
+        for (_, at, slot, commit) in in_order {
+            blocks[at].set(
+                slot,
+                Committed {
+                    offset: commit.offset,
+                    commit_time_ms,
+                    metadata: commit.metadata.to_string(),
+                },
+            );
+        }
+        Ok(blocks.iter().map(record::encode).collect())
     }
 
     /// Makes every write so far durable: sled's flush, then `fdatasync` of its log file.
@@ -788,7 +919,7 @@ impl OffsetStore {
         keys::decode(key).map_err(|source| self.corrupt(key, source))
     }
 
-    fn decode_value(&self, key: &[u8], value: &[u8]) -> Result<Committed> {
+    fn decode_value(&self, key: &[u8], value: &[u8]) -> Result<Block> {
         record::decode(value).map_err(|source| self.corrupt(key, source))
     }
 

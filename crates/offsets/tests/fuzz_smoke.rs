@@ -23,6 +23,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Valid stored values (the golden bytes of `docs/format.md`) and keys.
 fn seeds() -> Vec<Vec<u8>> {
+    let block: &[u8] = &[
+        0x02, 0xc3, 0x61, 0xba, 0x2c, 0x02, 0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+        0x00, 0xad, 0x74, 0xba, 0x9a, 0x01, 0x00, 0x00, 0x02, 0x00, b'h', b'i', 0x09, 0x2a, 0, 0,
+        0, 0, 0, 0, 0, 0x07, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x00,
+    ];
     let value_hi: &[u8] = &[
         0x01, 0xc8, 0xbb, 0x28, 0x39, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x00, 0xad,
         0x74, 0xba, 0x9a, 0x01, 0x00, 0x00, 0x02, 0x00, b'h', b'i',
@@ -42,10 +47,11 @@ fn seeds() -> Vec<Vec<u8>> {
         key
     };
     vec![
+        block.to_vec(),
         value_hi.to_vec(),
         value_empty.to_vec(),
         key("billing", "orders", 3),
-        key("g", "t.v-2_x", u32::MAX),
+        key("g", "t.v-2_x", u32::MAX / 64),
     ]
 }
 
@@ -102,7 +108,7 @@ fn offsets_value_smoke() {
     let inputs = env_u64("WEIR_FUZZ_SMOKE_INPUTS", 20_000);
     let mut rng = fastrand::Rng::with_seed(seed);
     let seeds = seeds();
-    let (mut values, mut keys) = (0u64, 0u64);
+    let (mut values, mut v1_values, mut keys) = (0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     for number in 0..inputs {
         let original = &seeds[rng.usize(..seeds.len())];
@@ -129,13 +135,18 @@ fn offsets_value_smoke() {
             }
         };
         values += u64::from(verdict.value_accepted);
+        v1_values += u64::from(verdict.v1_value_accepted);
         keys += u64::from(verdict.key_accepted);
     }
     println!(
-        "offsets_value: seed {seed:#x}, {inputs} inputs, {values} values and {keys} keys \
-         accepted in {:?}",
+        "offsets_value: seed {seed:#x}, {inputs} inputs, {values} blocks, {v1_values} version 1 \
+         values and {keys} keys accepted in {:?}",
         started.elapsed()
     );
-    assert!(values > 0 && values < inputs, "{values} values accepted");
+    assert!(values > 0 && values < inputs, "{values} blocks accepted");
+    assert!(
+        v1_values > 0 && v1_values < inputs,
+        "{v1_values} version 1 values accepted"
+    );
     assert!(keys > 0 && keys < inputs, "{keys} keys accepted");
 }

@@ -500,16 +500,17 @@ fn a_damaged_value_is_a_corruption_error_naming_its_key() -> Result<(), Error> {
     let dir = tempdir();
     let (store, raw) = open_with_raw_tree(dir.path());
     store.commit("g", Commit::new("t", 2, 1, Absent))?;
-    // group "g", topic "t", partition 3, written by hand; the value is garbage.
-    raw.insert(b"g\0t\0\0\0\0\x03", &b"garbage!"[..])
+    // group "g", topic "t", block 1 (partitions 64..=127), written by hand; the value is
+    // garbage.
+    raw.insert(b"g\0t\0\0\0\0\x01", &b"garbage!"[..])
         .map_err(|e| panic!("{e}"))
         .ok();
 
-    let expected_key = "group \"g\" topic \"t\" partition 3";
-    let read = store.get("g", "t", 3);
+    let expected_key = "group \"g\" topic \"t\" partitions 64..=127";
+    let read = store.get("g", "t", 67);
     assert!(matches!(
         read,
-        Err(Error::Corrupt { ref key, source: DecodeError::UnknownVersion { version: b'g' }, .. })
+        Err(Error::Corrupt { ref key, source: DecodeError::UnknownVersion { version: b'g', .. }, .. })
             if key == expected_key
     ));
     let message = read.map_err(|e| e.to_string()).unwrap_err();
@@ -529,19 +530,19 @@ fn a_damaged_value_is_a_corruption_error_naming_its_key() -> Result<(), Error> {
         Some(1),
         "the clamp changed nothing"
     );
-    let commit = store.commit("g", Commit::new("t", 3, 5, Absent));
+    let commit = store.commit("g", Commit::new("t", 67, 5, Absent));
     assert!(matches!(commit, Err(Error::Corrupt { ref key, .. }) if key == expected_key));
 
     // A value with the right version but a flipped bit fails its checksum.
     let mut flipped = raw
-        .get(b"g\0t\0\0\0\0\x02")
+        .get(b"g\0t\0\0\0\0\0")
         .ok()
         .flatten()
         .map(|v| v.to_vec())
         .unwrap_or_default();
-    assert_eq!(flipped.len(), 23);
+    assert_eq!(flipped.len(), 6 + 19, "one entry, no metadata");
     flipped[10] ^= 0x01;
-    raw.insert(b"g\0t\0\0\0\0\x02", flipped)
+    raw.insert(b"g\0t\0\0\0\0\0", flipped)
         .map_err(|e| panic!("{e}"))
         .ok();
     assert!(matches!(
@@ -552,9 +553,11 @@ fn a_damaged_value_is_a_corruption_error_naming_its_key() -> Result<(), Error> {
         })
     ));
 
-    // The operator's way out: a reset overwrites a damaged value.
-    assert_eq!(store.reset("g", "t", 3, 0)?.offset, 0);
-    assert_eq!(store.get("g", "t", 3)?.map(|c| c.offset), Some(0));
+    // The operator's way out: a reset overwrites a damaged value; the block's other partitions
+    // (unreadable already) are left with no committed offset.
+    assert_eq!(store.reset("g", "t", 67, 0)?.offset, 0);
+    assert_eq!(store.get("g", "t", 67)?.map(|c| c.offset), Some(0));
+    assert_eq!(store.get("g", "t", 64)?, None);
 
     // A key that is not ours is named in escaped form.
     raw.insert(b"no terminator", &b""[..])
@@ -566,7 +569,7 @@ fn a_damaged_value_is_a_corruption_error_naming_its_key() -> Result<(), Error> {
         Err(Error::Corrupt { ref key, source: DecodeError::Key { .. }, .. })
             if key == "undecodable key b\"no terminator\""
     ));
-    // Deleting a group does not need its values to decode.
+    // Deleting a group does not need its values to decode (a corrupt one counts as one).
     assert_eq!(store.delete_group("g")?, 2);
     Ok(())
 }
@@ -607,7 +610,7 @@ fn the_bytes_on_disk_match_the_examples_in_docs_format_md() -> Result<(), Error>
             .map(|byte| u8::from_str_radix(byte, 16).unwrap_or_else(|e| panic!("{byte}: {e}")))
             .collect()
     };
-    let key = example("partition 258 →");
+    let key = example("(block 4, slot 2) →");
     let value = example("metadata\n`hi` →");
 
     let dir = tempdir();
@@ -679,4 +682,121 @@ fn concurrent_writers_never_overwrite_each_other() -> Result<(), Error> {
         "each round has a winner: {singles} {batches}"
     );
     Ok(())
+}
+
+/// A format 1 store (one value per partition, as builds before 28 Nov 2026 wrote it) is
+/// migrated to blocks when it opens, whole, and keeps every committed offset.
+#[test]
+fn a_format_1_store_is_migrated_on_open() -> Result<(), Error> {
+    let dir = tempdir();
+    // Format 1 values (golden bytes of docs/format.md): offset 0x0102030405060708 at
+    // 1,764,064,800,000 ms with metadata "hi"; offset 42 at 7 ms with none.
+    let hi: &[u8] = &[
+        0x01, 0xc8, 0xbb, 0x28, 0x39, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x00, 0xad,
+        0x74, 0xba, 0x9a, 0x01, 0x00, 0x00, 0x02, 0x00, b'h', b'i',
+    ];
+    let forty_two: &[u8] = &[
+        0x01, 0xf1, 0x2f, 0xf5, 0xa0, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0x07, 0, 0, 0, 0, 0, 0, 0, 0x00,
+        0x00,
+    ];
+    {
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = db
+            .open_tree("weir-offsets/meta")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let old = db
+            .open_tree("weir-offsets/v1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let writes = [
+            meta.insert("store", "weir-offsets format 1"),
+            old.insert(b"g\0t\0\0\0\0\x03", hi),
+            old.insert(b"g\0t\0\0\0\0\x46", forty_two),
+            old.insert(b"h\0u\0\xff\xff\xff\xff", forty_two),
+        ];
+        for write in writes {
+            write.unwrap_or_else(|e| panic!("{e}"));
+        }
+        db.flush().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::File::create(dir.path().join("weir-offsets.marker"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    for _ in 0..2 {
+        let store = OffsetStore::open(&Config::new(dir.path()))?;
+        let hi = store.get("g", "t", 3)?;
+        assert_eq!(
+            hi.as_ref()
+                .map(|c| (c.offset, c.commit_time_ms, c.metadata.as_str())),
+            Some((0x0102_0304_0506_0708, 1_764_064_800_000, "hi"))
+        );
+        assert_eq!(store.get("g", "t", 70)?.map(|c| c.offset), Some(42));
+        assert_eq!(store.get("h", "u", u32::MAX)?.map(|c| c.offset), Some(42));
+        assert_eq!(store.list_groups()?, ["g", "h"]);
+        let partitions: Vec<u32> = store
+            .describe_group("g")?
+            .partitions
+            .iter()
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(partitions, [3, 70]);
+        drop(store);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // The old tree is empty and the marker says format 2.
+    let db = sled::Config::new()
+        .path(dir.path())
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let old = db
+        .open_tree("weir-offsets/v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(old.is_empty());
+    let marker = db
+        .open_tree("weir-offsets/meta")
+        .and_then(|meta| meta.get("store"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(marker.as_deref(), Some(&b"weir-offsets format 2"[..]));
+    Ok(())
+}
+
+/// A corrupt format 1 value fails the open, naming it, and leaves the store as it was.
+#[test]
+fn a_corrupt_format_1_value_fails_the_migration_and_changes_nothing() {
+    let dir = tempdir();
+    {
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let meta = db
+            .open_tree("weir-offsets/meta")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let old = db
+            .open_tree("weir-offsets/v1")
+            .unwrap_or_else(|e| panic!("{e}"));
+        meta.insert("store", "weir-offsets format 1")
+            .and_then(|_| old.insert(b"g\0t\0\0\0\0\x03", &b"garbage"[..]))
+            .and_then(|_| db.flush())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let opened = OffsetStore::open(&Config::new(dir.path()));
+    assert!(
+        matches!(opened, Err(Error::Corrupt { ref key, .. })
+            if key == "group \"g\" topic \"t\" partition 3 (format 1, being migrated)"),
+        "{opened:?}"
+    );
+    drop(opened);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let db = sled::Config::new()
+        .path(dir.path())
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let old = db
+        .open_tree("weir-offsets/v1")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(old.len(), 1);
 }
