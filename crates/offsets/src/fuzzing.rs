@@ -75,7 +75,10 @@ pub fn offsets_value(data: &[u8]) -> Verdict {
                 committed.commit_time_ms,
                 &committed.metadata,
             );
-            assert!(again == value, "an accepted version 1 value does not re-encode");
+            assert!(
+                again == value,
+                "an accepted version 1 value does not re-encode"
+            );
             true
         }
         Err(error) => {

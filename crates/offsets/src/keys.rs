@@ -279,7 +279,10 @@ mod tests {
             decode(past_the_last_block),
             Err(DecodeError::Key { .. })
         ));
-        assert_eq!(decode_layout(past_the_last_block).map(|k| k.block), Ok(1 << 26));
+        assert_eq!(
+            decode_layout(past_the_last_block).map(|k| k.block),
+            Ok(1 << 26)
+        );
     }
 
     #[test]

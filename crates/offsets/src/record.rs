@@ -109,7 +109,9 @@ impl Block {
 
     /// The slots that hold an offset, in increasing order.
     pub fn iter(&self) -> impl Iterator<Item = (u8, &Committed)> {
-        self.entries.iter().map(|(slot, committed)| (*slot, committed))
+        self.entries
+            .iter()
+            .map(|(slot, committed)| (*slot, committed))
     }
 
     fn position(&self, slot: u8) -> Result<usize, usize> {
@@ -217,7 +219,10 @@ pub fn decode(value: &[u8]) -> Result<Block, DecodeError> {
                 entry,
             });
         }
-        if entries.last().is_some_and(|&(previous, _)| slot <= previous) {
+        if entries
+            .last()
+            .is_some_and(|&(previous, _)| slot <= previous)
+        {
             return Err(DecodeError::Block {
                 reason: "the slots are not in increasing order",
                 entry,

@@ -22,7 +22,6 @@ use crate::error::DecodeError;
 /// The version of this layout.
 pub const VERSION: u8 = 1;
 
-
 const VERSION_AT: usize = 0;
 const CRC_AT: usize = VERSION_AT + 1;
 const OFFSET_AT: usize = CRC_AT + 4;
@@ -33,7 +32,6 @@ pub const HEADER_BYTES: usize = METADATA_LENGTH_AT + 2;
 /// The longest value.
 pub const VALUE_BYTES_MAX: usize = HEADER_BYTES + METADATA_BYTES_MAX;
 const _: () = assert!(HEADER_BYTES == 23);
-
 
 /// Encodes a value. `metadata` must be at most [`METADATA_BYTES_MAX`] bytes (the store checks
 /// it before calling; a longer one here is a bug).
