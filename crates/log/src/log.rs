@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -162,6 +163,15 @@ struct SyncState {
     durable: EndPoint,
     in_progress: bool,
     last_sync_ms: u64,
+    /// Appenders parked until a round makes their events durable (see `wait_durable`).
+    waiters: Vec<SyncWaiter>,
+}
+
+/// An appender waiting for a group commit: parked, and unparked by whoever makes its events
+/// durable (or picks it to lead the next round, or poisons the log).
+struct SyncWaiter {
+    end_offset: u64,
+    thread: std::thread::Thread,
 }
 
 struct Visible {
@@ -179,7 +189,10 @@ struct Inner {
     lock_file: Mutex<Option<Box<dyn StorageLock>>>,
     writer: Mutex<Writer>,
     sync: Mutex<SyncState>,
-    sync_done: Condvar,
+    /// `sync.durable.next_offset`, readable without the lock: a woken waiter checks it and
+    /// returns without contending for `sync` (64 appenders re-taking one lock after every
+    /// fsync cost more than the fsync did).
+    durable_next_offset: AtomicU64,
     visible: Mutex<Visible>,
     visible_changed: Condvar,
     segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
@@ -296,8 +309,9 @@ impl Log {
                     durable: end,
                     in_progress: false,
                     last_sync_ms: now,
+                    waiters: Vec::new(),
                 }),
-                sync_done: Condvar::new(),
+                durable_next_offset: AtomicU64::new(end.next_offset),
                 visible: Mutex::new(Visible {
                     end,
                     start_offset: checkpoint.start_offset,
@@ -664,14 +678,20 @@ impl Log {
     fn mark_durable(&self, end: EndPoint) {
         // Visible first: an appender woken below must find its events readable.
         self.publish(end);
-        {
+        let covered = {
             let mut sync = lock(&self.inner.sync);
             if end.is_after(&sync.durable) {
                 sync.durable = end;
+                self.inner
+                    .durable_next_offset
+                    .store(end.next_offset, Ordering::Release);
             }
             sync.last_sync_ms = self.inner.clock.now_ms();
+            take_waiters(&mut sync, false)
+        };
+        for thread in covered {
+            thread.unpark();
         }
-        self.inner.sync_done.notify_all();
     }
 
     /// Lets readers see up to `end`, if that is further than they see now.
@@ -782,9 +802,11 @@ impl Log {
         tracing::error!(dir = %self.inner.dir.display(), %error, "log poisoned: refusing writes until reopened");
         let shared = Arc::new(error);
         let _ = self.inner.poison.set(shared.clone());
-        // Waiters re-check the poison under their own lock, so take each lock before notifying.
-        drop(lock(&self.inner.sync));
-        self.inner.sync_done.notify_all();
+        // Waiters re-check the poison after waking; wake every one of them.
+        let parked = std::mem::take(&mut lock(&self.inner.sync).waiters);
+        for waiter in parked {
+            waiter.thread.unpark();
+        }
         let wakers = std::mem::take(&mut lock(&self.inner.visible).wakers);
         self.inner.visible_changed.notify_all();
         for waker in wakers {
@@ -801,26 +823,36 @@ impl Log {
     /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
     pub fn wait_durable(&self, end_offset: u64) -> Result<()> {
         let inner = &self.inner;
-        let mut sync = lock(&inner.sync);
+        let me = std::thread::current();
         loop {
             if let Some(cause) = inner.poison.get() {
                 return Err(Error::Poisoned {
                     cause: cause.clone(),
                 });
             }
-            if sync.durable.next_offset >= end_offset {
+            if inner.durable_next_offset.load(Ordering::Acquire) >= end_offset {
                 return Ok(());
             }
-            if sync.in_progress {
-                sync = inner
-                    .sync_done
-                    .wait(sync)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut sync = lock(&inner.sync);
+            if inner.poison.get().is_some() || sync.durable.next_offset >= end_offset {
                 continue;
             }
-            let result;
-            (sync, result) = self.lead_round(sync);
-            result?;
+            if !sync.in_progress {
+                self.lead_round(sync)?;
+                continue;
+            }
+            // A round is running: wait for it, parked (not on a condvar, whose waiters would
+            // all re-take `sync` on waking). Whoever makes these events durable, picks this
+            // thread to lead the next round, or poisons the log takes it off the list and
+            // unparks it; a spurious wake finds it still listed and parks again.
+            if !sync.waiters.iter().any(|w| w.thread.id() == me.id()) {
+                sync.waiters.push(SyncWaiter {
+                    end_offset,
+                    thread: me.clone(),
+                });
+            }
+            drop(sync);
+            std::thread::park();
         }
     }
 
@@ -843,22 +875,25 @@ impl Log {
         if sync.durable.next_offset >= end_offset || sync.in_progress {
             return Ok(());
         }
-        self.lead_round(sync).1
+        self.lead_round(sync)
     }
 
     /// Leads one group-commit round (`lead_sync`) with the sync lock released, marked as in
-    /// progress so that others wait for it; returns the lock again and wakes every waiter.
-    fn lead_round<'a>(
-        &'a self,
-        mut sync: MutexGuard<'a, SyncState>,
-    ) -> (MutexGuard<'a, SyncState>, Result<()>) {
+    /// progress so that others wait for it; then wakes the waiters it covered and one of the
+    /// others, if any, to lead the next round (so no waiter is left without a leader).
+    fn lead_round(&self, mut sync: MutexGuard<'_, SyncState>) -> Result<()> {
         sync.in_progress = true;
         drop(sync);
         let result = self.lead_sync();
         let mut sync = lock(&self.inner.sync);
         sync.in_progress = false;
-        self.inner.sync_done.notify_all();
-        (sync, result)
+        // Wake those this round covered, and one of the rest to lead the next round.
+        let woken = take_waiters(&mut sync, true);
+        drop(sync);
+        for thread in woken {
+            thread.unpark();
+        }
+        result
     }
 
     /// One group-commit round: fsync the active file up to what is written now.
@@ -1499,6 +1534,23 @@ impl Future for WaitForOffset<'_> {
 }
 
 /// Creates a segment file whose header and directory entry are durable before it is returned.
+/// Takes off the list the waiters whose events are durable now and, if `with_leader`, the first
+/// of the others (to lead the next round); returns their threads, to unpark once `sync` is
+/// released.
+fn take_waiters(sync: &mut SyncState, with_leader: bool) -> Vec<std::thread::Thread> {
+    let durable = sync.durable.next_offset;
+    let mut leader_picked = !with_leader;
+    let mut woken = Vec::new();
+    sync.waiters.retain(|waiter| {
+        let wake = waiter.end_offset <= durable || !std::mem::replace(&mut leader_picked, true);
+        if wake {
+            woken.push(waiter.thread.clone());
+        }
+        !wake
+    });
+    woken
+}
+
 fn create_segment_file(
     storage: &dyn Storage,
     dir: &Path,

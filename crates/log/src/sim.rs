@@ -67,6 +67,8 @@ struct State {
     crash_at: Option<(u64, CrashMode)>,
     crash_image: Option<Box<State>>,
     capacity_bytes: Option<u64>,
+    /// How long each `sync_data` takes (see [`SimStorage::sync_delay`]).
+    sync_delay: Option<std::time::Duration>,
 }
 
 impl State {
@@ -145,6 +147,12 @@ impl SimStorage {
     /// Bytes the files a directory names hold now (what [`SimStorage::capacity_bytes`] limits).
     pub fn used_bytes(&self) -> u64 {
         self.lock_state().used_bytes()
+    }
+
+    /// Makes every `sync_data` take `delay` (before it looks at the state, without holding
+    /// it), like a disk: so tests see appenders pile up behind a running fsync.
+    pub fn sync_delay(&self, delay: Option<std::time::Duration>) {
+        self.lock_state().sync_delay = delay;
     }
 
     /// Breaks `sync_data`: it succeeds without making anything durable.
@@ -391,6 +399,10 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let delay = self.storage.lock_state().sync_delay;
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         let mut state = self.storage.begin()?;
         let lying = state.lying_sync;
         let file = state
