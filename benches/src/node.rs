@@ -32,8 +32,10 @@ pub fn run(options: &Options) -> Vec<Figure> {
     ] {
         let dir = harness::scratch_dir(options);
         let embedded = embedded_produce(dir.path(), size, seconds);
+        drop(dir);
         let dir = harness::scratch_dir(options);
         let remote = runtime.block_on(node_produce(dir.path(), size, seconds));
+        drop(dir);
         let (value, baseline, target) = if unit == "MB/s" {
             (
                 remote * size as f64 / 1e6,
