@@ -20,7 +20,8 @@ pub fn run(options: &Options) -> Vec<Figure> {
     };
     let mut settings = driver::Settings::issue();
     if !options.quick {
-        settings.undisturbed = std::time::Duration::from_secs(8);
+        settings.undisturbed = std::time::Duration::from_secs(4);
+        settings.gap = std::time::Duration::from_secs(2);
     }
     let report = driver::run(&binary, &settings);
     eprintln!("{}", report.render());

@@ -5,7 +5,9 @@
 //! It starts a real `weir serve` process with short deadlines, runs a well-behaved client
 //! (a producer, a consumer that acknowledges every batch, and a long-poller on a quiet topic,
 //! each on its own connection) for the whole run, measures it undisturbed, and then runs the
-//! abusive clients one scenario after another while the good client carries on:
+//! abusive clients one scenario after another while the good client carries on, with an
+//! undisturbed window again after each scenario (so both sets of latencies sample the disk over
+//! the whole run):
 //!
 //! | scenario | what the abusers do | what the node must do |
 //! |---|---|---|
@@ -70,6 +72,10 @@ pub const IN_FLIGHT_MAX: u32 = 128;
 pub struct Settings {
     /// How long the good client runs alone first (its undisturbed latencies).
     pub undisturbed: Duration,
+    /// How long it runs alone again after each scenario, also counted as undisturbed: so the
+    /// undisturbed latencies sample the disk across the whole run, as the abused ones do (its
+    /// fsync latency drifts by 10× over a minute on a shared VM).
+    pub gap: Duration,
     /// Connections sending a 4 GiB length prefix.
     pub oversized: usize,
     /// Connections with a request before the handshake or a bad token.
@@ -88,7 +94,8 @@ impl Settings {
     /// The figures of issue 8.
     pub fn issue() -> Settings {
         Settings {
-            undisturbed: Duration::from_secs(4),
+            undisturbed: Duration::from_secs(2),
+            gap: Duration::from_secs(1),
             oversized: 1_000,
             bad_handshakes: 300,
             idle: 200,
@@ -445,7 +452,8 @@ impl Drop for RssSampler {
 /// The well-behaved client's state: which scenario is running, its samples, its errors.
 #[derive(Default)]
 struct Good {
-    /// 0 while undisturbed, then 1 + the index of the running scenario.
+    /// 0 while undisturbed (first, and between scenarios), else 1 + the index of the running
+    /// scenario.
     phase: AtomicUsize,
     stopping: AtomicBool,
     produce: Mutex<Vec<(usize, Duration)>>,
@@ -766,6 +774,8 @@ async fn run_async(binary: &Path, settings: &Settings) -> Report {
         scenario.produce_p99_ms = Good::samples(&good.produce, |phase| phase == index + 1).p99_ms;
         scenario.failures.truncate(5);
         report.scenarios.push(scenario);
+        good.phase.store(0, Ordering::Relaxed);
+        tokio::time::sleep(settings.gap).await;
     }
 
     good.stopping.store(true, Ordering::Relaxed);
