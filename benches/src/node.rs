@@ -196,9 +196,12 @@ async fn node_produce(dir: &std::path::Path, size: usize, duration: Duration) ->
             .expect("connect");
         let produced = produced.clone();
         tasks.push(tokio::spawn(async move {
+            // Built once and sent again and again, as the embedded run appends one batch
+            // again and again (a clone shares the values).
+            let batch = wire_records(size);
             while started.elapsed() < duration {
                 client
-                    .append("bench", wire_records(size), WirePartitioning::RoundRobin)
+                    .append("bench", batch.clone(), WirePartitioning::RoundRobin)
                     .await
                     .expect("append");
                 produced.fetch_add(1000, Ordering::Relaxed);

@@ -50,8 +50,9 @@ impl ClientConfig {
 pub struct Record(proto::WireEvent);
 
 impl Record {
-    /// A record with only a value.
-    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+    /// A record with only a value. A `Vec<u8>`, `String` or static slice converts without a
+    /// copy; cloning a record (to send it again) shares its value.
+    pub fn new(value: impl Into<bytes::Bytes>) -> Self {
         Record(proto::WireEvent {
             value: value.into(),
             ..proto::WireEvent::default()

@@ -5,13 +5,18 @@
 //!
 //! Bounded everywhere: the read buffer never grows past one frame (whose length is checked
 //! against `frame_bytes_max` before the body is read), and responses wait in a bounded channel.
+//!
+//! A whole frame is split off the read buffer without a copy and decoded with
+//! `decode_frame_shared`, so a produce's values are slices of the bytes read from the socket
+//! all the way into the log's frame.
 
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
-use weir_proto::{decode_frame, Frame, FrameError, FrameLimits, Request};
+use weir_proto::{decode_frame_shared, peek_header, Frame, FrameError, FrameLimits, Request};
 
 /// Bytes read per call.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -36,7 +41,7 @@ pub(crate) enum ReadOutcome {
 
 pub(crate) struct FrameReader {
     read: OwnedReadHalf,
-    buffer: Vec<u8>,
+    buffer: BytesMut,
     limits: FrameLimits,
 }
 
@@ -44,7 +49,7 @@ impl FrameReader {
     pub(crate) fn new(read: OwnedReadHalf, limits: FrameLimits) -> Self {
         FrameReader {
             read,
-            buffer: Vec::with_capacity(READ_CHUNK_BYTES),
+            buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
             limits,
         }
     }
@@ -54,31 +59,34 @@ impl FrameReader {
     pub(crate) async fn next(&mut self, idle: Duration, frame_deadline: Duration) -> ReadOutcome {
         let mut frame_started: Option<Instant> = (!self.buffer.is_empty()).then(Instant::now);
         loop {
-            match decode_frame::<Request>(&self.buffer, &self.limits) {
-                Ok(Some((frame, consumed))) => {
-                    self.buffer.drain(..consumed);
-                    return ReadOutcome::Frame(frame);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    if !error.closes_connection() {
-                        // The frame itself was whole and sound (an unknown kind): drop it so
-                        // the next request can be read.
-                        if let Ok(Some(header)) =
-                            weir_proto::peek_header(&self.buffer, &self.limits)
-                        {
-                            self.buffer
-                                .drain(..header.frame_len().min(self.buffer.len()));
-                        }
-                    }
-                    return ReadOutcome::Invalid(error);
-                }
+            // The header is checked as soon as it is there (garbage and oversized lengths are
+            // refused before the body is awaited); a whole frame is split off and decoded.
+            let frame_len = match peek_header(&self.buffer, &self.limits) {
+                Ok(Some(header)) => Some(header.frame_len()),
+                Ok(None) => None,
+                Err(error) => return ReadOutcome::Invalid(error),
+            };
+            if let Some(frame_len) = frame_len.filter(|&len| len <= self.buffer.len()) {
+                let bytes = self.buffer.split_to(frame_len).freeze();
+                return match decode_frame_shared::<Request>(&bytes, &self.limits) {
+                    Ok(Some((frame, _))) => ReadOutcome::Frame(frame),
+                    Ok(None) => unreachable!("a whole frame was split off"),
+                    // Not closing: the frame itself was whole and sound (an unknown kind), and
+                    // it is gone from the buffer, so the next request can be read.
+                    Err(error) => ReadOutcome::Invalid(error),
+                };
             }
             let wait = match frame_started {
                 None => idle,
                 Some(started) => frame_deadline.saturating_sub(started.elapsed()),
             };
-            self.buffer.reserve(READ_CHUNK_BYTES);
+            // Room for the next chunk; for a large frame, up to as much again as has arrived
+            // (so a big frame is not copied chunk by chunk, and a peer that claims a big frame
+            // but sends little of it gets little memory).
+            let wanted = frame_len.map_or(READ_CHUNK_BYTES, |len| {
+                (len - self.buffer.len()).min(self.buffer.len().max(READ_CHUNK_BYTES))
+            });
+            self.buffer.reserve(wanted);
             match tokio::time::timeout(wait, self.read.read_buf(&mut self.buffer)).await {
                 Err(_) if frame_started.is_none() => return ReadOutcome::Idle,
                 Err(_) => return ReadOutcome::Incomplete,

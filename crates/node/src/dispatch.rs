@@ -332,7 +332,7 @@ async fn produce_events(shared: &Arc<Shared>, produce: proto::Produce) -> Outcom
                 .into_iter()
                 .map(|(name, value)| (name, value.into()))
                 .collect(),
-            value: event.value.into(),
+            value: event.value,
         })
         .collect();
     let topic = produce.topic;

@@ -93,6 +93,95 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// `bytes::Bytes` as one byte string. On the wire exactly what [`bytes`] (a `Vec<u8>`) writes.
+/// Decoded inside [`with_shared_frame`], a value borrowed from the frame becomes a slice of the
+/// frame's own buffer (no copy, no allocation); anywhere else it is copied.
+pub(crate) mod shared_bytes {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &::bytes::Bytes,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(value)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<::bytes::Bytes, D::Error> {
+        deserializer.deserialize_bytes(SharedBytesVisitor)
+    }
+}
+
+std::thread_local! {
+    /// The frame being decoded by [`with_shared_frame`] on this thread, if any.
+    static SHARED_FRAME: std::cell::RefCell<Option<::bytes::Bytes>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `decode` with `frame` as the buffer that [`shared_bytes`] values borrowed from it are
+/// sliced from. Restores the previous state even if `decode` panics.
+pub(crate) fn with_shared_frame<T>(frame: &::bytes::Bytes, decode: impl FnOnce() -> T) -> T {
+    struct Restore(Option<::bytes::Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SHARED_FRAME.with(|shared| *shared.borrow_mut() = previous);
+        }
+    }
+    let previous = SHARED_FRAME.with(|shared| shared.borrow_mut().replace(frame.clone()));
+    let _restore = Restore(previous);
+    decode()
+}
+
+/// `bytes` as a slice of the shared frame if it lies inside it, else a copy.
+fn shared_or_copied(bytes: &[u8]) -> ::bytes::Bytes {
+    SHARED_FRAME.with(|shared| match &*shared.borrow() {
+        Some(frame) if contains(frame, bytes) => frame.slice_ref(bytes),
+        _ => ::bytes::Bytes::copy_from_slice(bytes),
+    })
+}
+
+/// Whether `inner` lies within `outer`'s memory (what `Bytes::slice_ref` requires).
+fn contains(outer: &[u8], inner: &[u8]) -> bool {
+    let outer_start = outer.as_ptr() as usize;
+    let inner_start = inner.as_ptr() as usize;
+    inner.is_empty()
+        || (inner_start >= outer_start && inner_start + inner.len() <= outer_start + outer.len())
+}
+
+struct SharedBytesVisitor;
+
+impl<'de> Visitor<'de> for SharedBytesVisitor {
+    type Value = ::bytes::Bytes;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a byte string")
+    }
+
+    fn visit_borrowed_bytes<E: serde::de::Error>(self, bytes: &'de [u8]) -> Result<Self::Value, E> {
+        Ok(shared_or_copied(bytes))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+        Ok(::bytes::Bytes::copy_from_slice(bytes))
+    }
+
+    fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Self::Value, E> {
+        Ok(::bytes::Bytes::from(bytes))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(::bytes::Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        ByteBufVisitor
+            .visit_seq(seq)
+            .map(|ByteBuf(bytes)| ::bytes::Bytes::from(bytes))
+    }
+}
+
 /// `Vec<u8>` as one byte string.
 pub(crate) mod bytes {
     use super::*;

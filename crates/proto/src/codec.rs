@@ -101,7 +101,7 @@ mod tests {
                 timestamp_ms: None,
                 key: Some(b"k".to_vec()),
                 headers: vec![("h".into(), vec![0xAA])],
-                value: b"hi".to_vec(),
+                value: b"hi".to_vec().into(),
             }],
         });
         let expected: &[u8] = &[

@@ -177,6 +177,20 @@ pub fn decode_frame<M: Message>(
     }
 }
 
+/// [`decode_frame`] over a buffer that is shared (`bytes::Bytes`): byte strings the message
+/// keeps as `Bytes` (event values) become slices of `buf` instead of copies, so a produce's
+/// values are never copied between the socket and the log. The checks are those of
+/// [`decode_frame`], in the same order.
+///
+/// # Errors
+/// As [`decode_frame`].
+pub fn decode_frame_shared<M: Message>(
+    buf: &bytes::Bytes,
+    limits: &FrameLimits,
+) -> Result<Option<(Frame<M>, usize)>> {
+    crate::adapters::with_shared_frame(buf, || decode_frame(buf, limits))
+}
+
 /// Appends one frame holding `message` to `out` and returns its length.
 ///
 /// # Errors

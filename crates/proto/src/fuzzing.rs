@@ -8,12 +8,13 @@
 //! client drive `decode_frame`; or the rest is the *body* of one intact frame, so that the body
 //! decoder is reached without the fuzzer having to solve the CRC first). Every input is decoded
 //! as both requests and responses. Properties checked besides "no panic, no huge allocation":
-//! a decoded frame re-encodes and decodes to the same frame, and an "incomplete" answer is
+//! a decoded frame re-encodes and decodes to the same frame, the shared decoder
+//! (`decode_frame_shared`, the node's) decodes it to the same frame, and an "incomplete" answer is
 //! never given for a header that is already whole and invalid.
 
 use crate::{
-    decode_frame, encode_frame, encode_raw_frame, peek_header, FrameLimits, Message, Request,
-    Response, FRAME_BYTES_MIN, FRAME_HEADER_LEN,
+    decode_frame, decode_frame_shared, encode_frame, encode_raw_frame, peek_header, FrameLimits,
+    Message, Request, Response, FRAME_BYTES_MIN, FRAME_HEADER_LEN,
 };
 
 /// Selector bit: decode with the smallest frame limit instead of the default one.
@@ -53,6 +54,12 @@ fn drive<M: Message + PartialEq + std::fmt::Debug>(
                     .expect("a re-encoded frame decodes")
                     .expect("a re-encoded frame is whole");
                 assert_eq!(twice, frame);
+                // The shared decoder (the node's) reads the same frame from the same bytes.
+                let shared = bytes::Bytes::copy_from_slice(&stream[..used]);
+                let (same, _) = decode_frame_shared::<M>(&shared, limits)
+                    .expect("the shared decoder accepts what the plain one did")
+                    .expect("a whole frame");
+                assert_eq!(same, frame);
                 stream = &stream[used..];
             }
             Ok(None) => {

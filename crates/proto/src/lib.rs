@@ -63,8 +63,8 @@ pub use config::{
 };
 pub use error::{FrameError, Result};
 pub use frame::{
-    decode_frame, encode_frame, encode_raw_frame, peek_header, Frame, FrameHeader,
-    FRAME_HEADER_LEN, FRAME_MAGIC, FRAME_VERSION,
+    decode_frame, decode_frame_shared, encode_frame, encode_raw_frame, peek_header, Frame,
+    FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC, FRAME_VERSION,
 };
 pub use message::Message;
 pub use request::{

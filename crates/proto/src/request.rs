@@ -222,9 +222,10 @@ pub struct WireEvent {
     /// Headers, name → bytes, in order. Names are UTF-8 (at most 65,535 bytes).
     #[serde(with = "adapters::headers")]
     pub headers: Vec<(String, Vec<u8>)>,
-    /// The event's value.
-    #[serde(with = "adapters::bytes")]
-    pub value: Vec<u8>,
+    /// The event's value. Decoded by [`crate::decode_frame_shared`], a slice of the frame's
+    /// buffer (no copy).
+    #[serde(with = "adapters::shared_bytes")]
+    pub value: bytes::Bytes,
 }
 
 /// Reads one partition (replay), waiting for new events at its end (long-poll).

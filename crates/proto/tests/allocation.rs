@@ -156,7 +156,7 @@ fn valid_bodies_allocate_about_their_size() {
         partitioning: Partitioning::RoundRobin,
         expected_offset: None,
         events: vec![WireEvent {
-            value: value.clone(),
+            value: value.clone().into(),
             ..WireEvent::default()
         }],
     });

@@ -104,10 +104,10 @@ fn seeds() -> Vec<Vec<u8>> {
                     timestamp_ms: Some(1_764_064_800_000),
                     key: Some(b"customer-7".to_vec()),
                     headers: vec![("trace".into(), b"abc".to_vec())],
-                    value: vec![7; 300],
+                    value: vec![7; 300].into(),
                 },
                 WireEvent {
-                    value: b"second".to_vec(),
+                    value: b"second".to_vec().into(),
                     ..WireEvent::default()
                 },
             ],

@@ -35,7 +35,7 @@ fn wire_event() -> impl Strategy<Value = WireEvent> {
             timestamp_ms,
             key,
             headers,
-            value,
+            value: value.into(),
         })
 }
 
@@ -429,6 +429,53 @@ fn round_trip<M: Message + PartialEq + std::fmt::Debug>(request_id: u64, message
     assert_eq!(frame.request_id, request_id);
     assert_eq!(&frame.message, message);
     assert_eq!(frame.message.kind(), u32::from(wire[FRAME_HEADER_LEN]));
+    // The shared decoder reads the same message from the same bytes.
+    let shared = bytes::Bytes::from(wire);
+    let (frame, used) = decode_frame_shared::<M>(&shared, &limits())
+        .unwrap()
+        .unwrap();
+    assert_eq!(used, shared.len());
+    assert_eq!(&frame.message, message);
+}
+
+/// Decoded from a shared buffer, a produce's values are slices of that buffer: no copy.
+#[test]
+fn shared_decoding_slices_produce_values_out_of_the_frame() {
+    let produce = Request::Produce(Produce {
+        topic: "t".into(),
+        partitioning: Partitioning::RoundRobin,
+        expected_offset: None,
+        events: (0..3u8)
+            .map(|i| WireEvent {
+                value: vec![i; 100 + usize::from(i)].into(),
+                ..WireEvent::default()
+            })
+            .collect(),
+    });
+    let mut wire = Vec::new();
+    encode_frame(&mut wire, 9, &produce, &limits()).unwrap();
+    let shared = bytes::Bytes::from(wire);
+    let inside = |value: &bytes::Bytes| {
+        let start = shared.as_ptr() as usize;
+        let at = value.as_ptr() as usize;
+        at >= start && at + value.len() <= start + shared.len()
+    };
+    let (frame, _) = decode_frame_shared::<Request>(&shared, &limits())
+        .unwrap()
+        .unwrap();
+    let Request::Produce(decoded) = &frame.message else {
+        panic!("{:?}", frame.message)
+    };
+    assert_eq!(frame.message, produce);
+    assert!(decoded.events.iter().all(|event| inside(&event.value)));
+    // The plain decoder copies.
+    let (frame, _) = decode_frame::<Request>(&shared, &limits())
+        .unwrap()
+        .unwrap();
+    let Request::Produce(copied) = &frame.message else {
+        panic!("{:?}", frame.message)
+    };
+    assert!(copied.events.iter().all(|event| !inside(&event.value)));
 }
 
 fn config() -> ProptestConfig {
