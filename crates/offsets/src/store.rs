@@ -7,8 +7,11 @@
 //!   `sync_file_range`, flushing neither file metadata nor the drive's cache) followed by our
 //!   own `fdatasync` of sled's log file, which does both.
 //! - A commit is applied only if the commit rule (`commit::check`) allows it, with every other
-//!   commit of its batch: all of them or none (one atomic sled batch, or, for `commit_with`,
-//!   one sled transaction with the caller's writes).
+//!   commit of its batch: all of them or none. A batch within one block is a compare-and-swap
+//!   of that block's key against the bytes the rule was checked on; a batch over several
+//!   blocks is one sled transaction (with the caller's writes, for `commit_with`). So another
+//!   store on the same database (`open_in` twice) can neither slip a write in between nor have
+//!   its write overwritten with the rest of a block.
 //! - Writers take `writer`, so a read-then-write (a commit's check and its block's rewrite,
 //!   delete a group, clamp) sees no other write land between its read and its write.
 //! - After a failed write or sync the store is poisoned and refuses writes: whether the bytes
@@ -439,35 +442,29 @@ impl OffsetStore {
     pub fn commit_batch(&self, group: &str, commits: &[Commit<'_>]) -> Result<u64> {
         let (prepared, commit_time_ms) = self.prepare(group, commits)?;
         let writer = self.lock_writer();
-        // Every write of this store happens under the writer lock (and the store's lock file
-        // keeps other processes out), so checking the rule on the current values and then
-        // writing them is a compare-and-set of all of them: cheaper than a sled transaction,
-        // which costs about 3 µs per key.
-        let mut stored = Vec::with_capacity(prepared.len());
-        for block in &prepared {
-            let value = self
-                .tree
-                .get(&block.key)
-                .map_err(|source| self.storage("read an offset", source))?;
-            stored.push(value);
-        }
-        let values = self.updated(group, &prepared, &stored, commit_time_ms)?;
-        let applied = if let ([block], [value]) = (prepared.as_slice(), values.as_slice()) {
-            // One key needs no batch (a batch costs sled an extra log write to pin it).
-            self.tree
-                .insert(block.key.as_slice(), value.as_slice())
-                .map(drop)
+        // The writer lock orders this store's writers; the compare-and-swap (one block) or the
+        // transaction (several) also keeps out another store opened on the same database
+        // (`open_in` twice), whose writes would otherwise land between the check and the
+        // write and be overwritten with the rest of their block.
+        let applied = if let [block] = prepared.as_slice() {
+            self.swap_block(&block.key, "commit offsets", |stored| {
+                self.updated(group, &prepared, &[stored], commit_time_ms)
+                    .map(|mut values| values.remove(0))
+            })
         } else {
-            let mut batch = sled::Batch::default();
-            for (block, value) in prepared.iter().zip(values) {
-                batch.insert(block.key.as_slice(), value);
+            let outcome = self
+                .tree
+                .transaction(|tree| self.apply(tree, group, &prepared, commit_time_ms));
+            match outcome {
+                Ok(()) => Ok(()),
+                Err(TransactionError::Abort(error)) => Err(error),
+                Err(TransactionError::Storage(source)) => {
+                    Err(self.poison("commit offsets", source))
+                }
             }
-            self.tree.apply_batch(batch)
         };
         drop(writer);
-        if let Err(source) = applied {
-            return Err(self.poison("commit offsets", source));
-        }
+        applied?;
         self.sync()?;
         Ok(commit_time_ms)
     }
@@ -577,30 +574,25 @@ impl OffsetStore {
         };
         let (block_number, slot) = keys::block_of(partition);
         let key = keys::encode(group, topic, block_number);
-        let written = {
+        {
             let _writer = self.lock_writer();
-            let stored = self
-                .tree
-                .get(&key)
-                .map_err(|source| self.storage("read an offset", source))?;
-            let mut block = match stored.as_deref().map(|v| self.decode_value(&key, v)) {
-                None => Block::default(),
-                Some(Ok(block)) => block,
-                Some(Err(error)) => {
-                    tracing::warn!(
-                        %error,
-                        "reset over a corrupt value: the other partitions of {} now have no \
-                         committed offset; reset them too",
-                        keys::readable(&key)
-                    );
-                    Block::default()
-                }
-            };
-            block.set(slot, committed.clone());
-            self.tree.insert(key, record::encode(&block))
-        };
-        if let Err(source) = written {
-            return Err(self.poison("reset an offset", source));
+            self.swap_block(&key, "reset an offset", |stored| {
+                let mut block = match stored.map(|v| self.decode_value(&key, v)) {
+                    None => Block::default(),
+                    Some(Ok(block)) => block,
+                    Some(Err(error)) => {
+                        tracing::warn!(
+                            %error,
+                            "reset over a corrupt value: the other partitions of {} now have \
+                             no committed offset; reset them too",
+                            keys::readable(&key)
+                        );
+                        Block::default()
+                    }
+                };
+                block.set(slot, committed.clone());
+                Ok(record::encode(&block))
+            })?;
         }
         self.sync()?;
         Ok(committed)
@@ -805,6 +797,30 @@ impl OffsetStore {
         Ok((prepared, commit_time_ms))
     }
 
+    /// Writes the value `update` makes of `key`'s stored value, as a compare-and-swap against
+    /// the bytes it was made from, reading again and retrying if another writer got in between.
+    /// `update`'s error (a refusal, a corrupt value) is returned as it is; a failed write
+    /// poisons the store.
+    fn swap_block(
+        &self,
+        key: &[u8],
+        operation: &'static str,
+        update: impl Fn(Option<&[u8]>) -> Result<Vec<u8>>,
+    ) -> Result<()> {
+        loop {
+            let stored = self
+                .tree
+                .get(key)
+                .map_err(|source| self.storage("read an offset", source))?;
+            let value = update(stored.as_deref())?;
+            match self.tree.compare_and_swap(key, stored, Some(value)) {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(_changed)) => {}
+                Err(source) => return Err(self.poison(operation, source)),
+            }
+        }
+    }
+
     /// Inside a transaction: checks each commit against the stored values and writes them.
     fn apply(
         &self,
@@ -817,6 +833,7 @@ impl OffsetStore {
         for block in prepared {
             stored.push(tree.get(&block.key)?);
         }
+        let stored: Vec<Option<&[u8]>> = stored.iter().map(Option::as_deref).collect();
         let values = self
             .updated(group, prepared, &stored, commit_time_ms)
             .map_err(ConflictableTransactionError::Abort)?;
@@ -827,22 +844,17 @@ impl OffsetStore {
     }
 
     /// The values of `prepared`'s blocks with their commits applied to the `stored` values
-    /// (same order), if the commit rule allows every commit. A refusal names the first commit
-    /// refused in the caller's order.
+    /// (same order), if the commit rule allows every commit. The commits are checked in the
+    /// caller's order, each block decoded when its first commit is checked, so the error names
+    /// the first commit refused (or whose stored value is corrupt) in that order.
     fn updated(
         &self,
         group: &str,
         prepared: &[Prepared<'_>],
-        stored: &[Option<sled::IVec>],
+        stored: &[Option<&[u8]>],
         commit_time_ms: u64,
     ) -> Result<Vec<Vec<u8>>> {
-        let mut blocks = Vec::with_capacity(prepared.len());
-        for (block, value) in prepared.iter().zip(stored) {
-            blocks.push(match value {
-                None => Block::default(),
-                Some(bytes) => self.decode_value(&block.key, bytes)?,
-            });
-        }
+        let mut blocks: Vec<Option<Block>> = vec![None; prepared.len()];
         let mut in_order: Vec<(usize, usize, u8, &Commit<'_>)> = prepared
             .iter()
             .enumerate()
@@ -855,8 +867,19 @@ impl OffsetStore {
             .collect();
         in_order.sort_unstable_by_key(|&(place, ..)| place);
         for &(_, at, slot, commit) in &in_order {
-            refuse(group, commit, blocks[at].get(slot).map(|c| c.offset))?;
+            let block = match &mut blocks[at] {
+                Some(block) => block,
+                empty => empty.insert(match stored[at] {
+                    None => Block::default(),
+                    Some(bytes) => self.decode_value(&prepared[at].key, bytes)?,
+                }),
+            };
+            refuse(group, commit, block.get(slot).map(|c| c.offset))?;
         }
+        let mut blocks: Vec<Block> = blocks
+            .into_iter()
+            .collect::<Option<_>>()
+            .expect("every block holds a commit, so every block was decoded");
         for (_, at, slot, commit) in in_order {
             blocks[at].set(
                 slot,

@@ -800,3 +800,81 @@ fn a_corrupt_format_1_value_fails_the_migration_and_changes_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(old.len(), 1);
 }
+
+/// Two stores on one database (`open_in` twice) committing neighbouring partitions — one block —
+/// at the same time: every commit that returned is kept (a block is written by compare-and-swap,
+/// never blindly over a neighbour's commit).
+#[test]
+fn two_stores_on_one_database_never_overwrite_a_blocks_neighbours() -> Result<(), Error> {
+    let dir = tempdir();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stores = [
+        Arc::new(OffsetStore::open_in(db.clone(), dir.path())?),
+        Arc::new(OffsetStore::open_in(db, dir.path())?),
+    ];
+    let threads: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(writer, store)| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || -> Result<(), Error> {
+                let partition = writer as u32;
+                let mut committed = None;
+                for offset in 1..=400u64 {
+                    store.commit("g", Commit::new("t", partition, offset, committed.into()))?;
+                    // A batch over two blocks too: this writer's partitions 64 + p and 128 + p.
+                    let batch = [64, 128]
+                        .map(|base| Commit::new("t", base + partition, offset, committed.into()));
+                    store.commit_batch("g", &batch)?;
+                    committed = Some(offset);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .unwrap_or_else(|_| panic!("a writer thread panicked"))?;
+    }
+    for partition in [0, 1, 64, 65, 128, 129] {
+        assert_eq!(
+            stores[0].get("g", "t", partition)?.map(|c| c.offset),
+            Some(400),
+            "partition {partition}"
+        );
+    }
+    Ok(())
+}
+
+/// A batch is checked in the caller's order: a refused commit before a commit whose block is
+/// corrupt is what the error names.
+#[test]
+fn a_batch_names_its_first_problem_in_the_callers_order() -> Result<(), Error> {
+    let dir = tempdir();
+    let (store, raw) = open_with_raw_tree(dir.path());
+    store.commit("g", Commit::new("a", 0, 5, Absent))?;
+    raw.insert(b"g\0b\0\0\0\0\0", &b"garbage!"[..])
+        .map_err(|e| panic!("{e}"))
+        .ok();
+    let conflict_first = [
+        Commit::new("a", 0, 9, Absent),
+        Commit::new("b", 0, 9, Absent),
+    ];
+    assert!(matches!(
+        store.commit_batch("g", &conflict_first),
+        Err(Error::Conflict { ref topic, .. }) if topic == "a"
+    ));
+    let corrupt_first = [
+        Commit::new("b", 0, 9, Absent),
+        Commit::new("a", 0, 9, Absent),
+    ];
+    assert!(matches!(
+        store.commit_batch("g", &corrupt_first),
+        Err(Error::Corrupt { .. })
+    ));
+    Ok(())
+}
