@@ -423,11 +423,25 @@ impl PartitionReader {
     /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`];
     /// [`Error::Offsets`] if a commit failed (the ack itself stands).
     pub fn ack(&self, id: BatchId) -> Result<()> {
+        if self.ack_deferring_commit(id)? {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// [`PartitionReader::ack`] without the commit: records the ack (in memory; the barrier
+    /// moves) and returns whether the commit policy wants a commit now — then call
+    /// [`PartitionReader::commit`], which blocks on the offsets store's sync. Lets an async
+    /// caller acknowledge on its own thread and take only the due commits to a blocking one.
+    ///
+    /// # Errors
+    /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`].
+    pub fn ack_deferring_commit(&self, id: BatchId) -> Result<bool> {
         lock(&self.state)
             .ack(id)
             .map_err(|error| settle_error(error, id))?;
         self.signal.notify();
-        self.after_settle(1)
+        Ok(self.note_settled(1))
     }
 
     /// Gives a batch back: it is redelivered (same events, next attempt) after `delay`, before
@@ -643,24 +657,26 @@ impl PartitionReader {
 
     /// After `settled` batches were acknowledged or dead-lettered: commit per the policy.
     fn after_settle(&self, settled: u32) -> Result<()> {
-        let due = {
-            let mut commit = lock(&self.commit);
-            commit.acks_since_commit = commit.acks_since_commit.saturating_add(settled);
-            match self.config.commit_policy {
-                CommitPolicy::EveryAck => true,
-                CommitPolicy::Interval {
-                    interval_ms,
-                    acks_max,
-                } => {
-                    commit.acks_since_commit >= acks_max
-                        || self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
-                }
-            }
-        };
-        if due {
+        if self.note_settled(settled) {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// Counts `settled` batches towards the commit policy; returns whether a commit is due.
+    fn note_settled(&self, settled: u32) -> bool {
+        let mut commit = lock(&self.commit);
+        commit.acks_since_commit = commit.acks_since_commit.saturating_add(settled);
+        match self.config.commit_policy {
+            CommitPolicy::EveryAck => true,
+            CommitPolicy::Interval {
+                interval_ms,
+                acks_max,
+            } => {
+                commit.acks_since_commit >= acks_max
+                    || self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
+            }
+        }
     }
 
     fn commit_if_due(&self) -> Result<()> {

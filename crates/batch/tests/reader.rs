@@ -294,3 +294,48 @@ fn bad_config_and_stale_settles_are_typed_errors() {
         (1, 0, 1)
     );
 }
+
+/// `ack_deferring_commit` records the ack without committing and says when the policy wants a
+/// commit: always under `EveryAck`, once the interval or the ack count is reached otherwise.
+#[test]
+fn an_ack_deferring_its_commit_says_when_one_is_due() {
+    use weir_batch::CommitPolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path(), LogConfig::default()).unwrap());
+    append(&log, 6);
+    for (policy, due) in [
+        (CommitPolicy::EveryAck, [true, true, true]),
+        (
+            CommitPolicy::Interval {
+                interval_ms: 60_000,
+                acks_max: 3,
+            },
+            [false, false, true],
+        ),
+    ] {
+        let offsets = Arc::new(MemoryOffsets::default());
+        let mut config = BatchConfig::default();
+        config.batch_size = 2;
+        config.commit_policy = policy;
+        let reader = reader_with(&log, &offsets, config);
+        for (n, due) in due.into_iter().enumerate() {
+            let batch = reader
+                .next_batch(Duration::from_secs(5))
+                .unwrap()
+                .expect("a batch");
+            assert_eq!(
+                reader.ack_deferring_commit(batch.id).unwrap(),
+                due,
+                "{policy:?} ack {n}"
+            );
+            // Nothing committed by the ack itself.
+            assert_eq!(
+                offsets.committed("g", "t", 0).unwrap(),
+                None,
+                "{policy:?} ack {n}"
+            );
+        }
+        assert_eq!(reader.commit().unwrap(), Some(6));
+        assert_eq!(offsets.committed("g", "t", 0).unwrap(), Some(6));
+    }
+}

@@ -258,6 +258,30 @@ impl Consumer {
         Ok(())
     }
 
+    /// [`Consumer::ack_id`] without blocking: records the ack in memory and returns whether
+    /// the commit policy wants a commit now; if it does, call [`Consumer::commit_partition`]
+    /// (which blocks on the offsets store's sync) before treating the ack as done. Until then
+    /// the ack moved the group's barrier in memory only. For async callers (the node), which
+    /// then go to a blocking thread only for the due commits.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack_id`], but never a failed commit.
+    pub fn ack_id_deferring_commit(&self, partition: u32, id: BatchId) -> Result<bool> {
+        let due = self.group.reader(partition)?.ack_deferring_commit(id)?;
+        crate::metrics::acked(&self.group.name, &self.group.topic);
+        Ok(due)
+    }
+
+    /// Commits one partition's acknowledged progress now, if it moved (blocks on the offsets
+    /// store's sync).
+    ///
+    /// # Errors
+    /// [`Error::Batch`] if the commit failed; [`Error::PartitionOutOfRange`].
+    pub fn commit_partition(&self, partition: u32) -> Result<()> {
+        self.group.reader(partition)?.commit()?;
+        Ok(())
+    }
+
     /// Gives a batch back for redelivery after `delay` (or dead-lettering once it reached
     /// `max_attempts`), with an optional reason carried into the dead letter.
     ///
