@@ -153,12 +153,53 @@ pub fn encode(block: &Block) -> Vec<u8> {
     value
 }
 
-/// The CRC-32 of a value's bytes other than the CRC field itself.
+/// The CRC-32 of a value's bytes other than the CRC field itself (bytes 1..5 in both
+/// versions).
 fn checksum(value: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&value[..CRC_AT]);
-    hasher.update(&value[COUNT_AT..]);
+    hasher.update(&value[CRC_AT + 4..]);
     hasher.finalize()
+}
+
+/// The checks both value versions start with, in this order: the version byte (it decides the
+/// layout), the length bounds, then the CRC (before any other field is trusted).
+fn check_envelope(
+    value: &[u8],
+    version: u8,
+    header_bytes: usize,
+    value_bytes_max: usize,
+) -> Result<(), DecodeError> {
+    let Some(&found) = value.first() else {
+        return Err(DecodeError::Truncated {
+            bytes: 0,
+            minimum: header_bytes,
+        });
+    };
+    if found != version {
+        return Err(DecodeError::UnknownVersion {
+            version: found,
+            expected: version,
+        });
+    }
+    if value.len() < header_bytes {
+        return Err(DecodeError::Truncated {
+            bytes: value.len(),
+            minimum: header_bytes,
+        });
+    }
+    if value.len() > value_bytes_max {
+        return Err(DecodeError::TooLong {
+            bytes: value.len(),
+            maximum: value_bytes_max,
+        });
+    }
+    let stored = u32::from_le_bytes(array(value, CRC_AT));
+    let computed = checksum(value);
+    if stored != computed {
+        return Err(DecodeError::Checksum { stored, computed });
+    }
+    Ok(())
 }
 
 /// Decodes a value read from the tree.
@@ -167,35 +208,7 @@ fn checksum(value: &[u8]) -> u32 {
 ///
 /// A [`DecodeError`] saying which check failed: version, length, checksum, then the entries.
 pub fn decode(value: &[u8]) -> Result<Block, DecodeError> {
-    let Some(&version) = value.first() else {
-        return Err(DecodeError::Truncated {
-            bytes: 0,
-            minimum: HEADER_BYTES,
-        });
-    };
-    if version != VERSION {
-        return Err(DecodeError::UnknownVersion {
-            version,
-            expected: VERSION,
-        });
-    }
-    if value.len() < HEADER_BYTES {
-        return Err(DecodeError::Truncated {
-            bytes: value.len(),
-            minimum: HEADER_BYTES,
-        });
-    }
-    if value.len() > VALUE_BYTES_MAX {
-        return Err(DecodeError::TooLong {
-            bytes: value.len(),
-            maximum: VALUE_BYTES_MAX,
-        });
-    }
-    let stored = u32::from_le_bytes(array(value, CRC_AT));
-    let computed = checksum(value);
-    if stored != computed {
-        return Err(DecodeError::Checksum { stored, computed });
-    }
+    check_envelope(value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
     let count = usize::from(value[COUNT_AT]);
     if count == 0 || count > SLOTS {
         return Err(DecodeError::Block {

@@ -16,7 +16,7 @@
 //! over the whole value before any other field is trusted; the metadata length must account for
 //! exactly the bytes that are left. A value that fails any check is corrupt, never guessed at.
 
-use super::{Committed, METADATA_BYTES_MAX};
+use super::{array, check_envelope, checksum, Committed, METADATA_BYTES_MAX};
 use crate::error::DecodeError;
 
 /// The version of this layout.
@@ -58,49 +58,13 @@ pub fn encode(offset: u64, commit_time_ms: u64, metadata: &str) -> Vec<u8> {
     value
 }
 
-/// The CRC-32 of a value's bytes other than the CRC field itself.
-fn checksum(value: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&value[..CRC_AT]);
-    hasher.update(&value[OFFSET_AT..]);
-    hasher.finalize()
-}
-
 /// Decodes a value read from the tree.
 ///
 /// # Errors
 ///
 /// A [`DecodeError`] saying which check the bytes failed.
 pub fn decode(value: &[u8]) -> Result<Committed, DecodeError> {
-    let Some(&version) = value.first() else {
-        return Err(DecodeError::Truncated {
-            bytes: 0,
-            minimum: HEADER_BYTES,
-        });
-    };
-    if version != VERSION {
-        return Err(DecodeError::UnknownVersion {
-            version,
-            expected: VERSION,
-        });
-    }
-    if value.len() < HEADER_BYTES {
-        return Err(DecodeError::Truncated {
-            bytes: value.len(),
-            minimum: HEADER_BYTES,
-        });
-    }
-    if value.len() > VALUE_BYTES_MAX {
-        return Err(DecodeError::TooLong {
-            bytes: value.len(),
-            maximum: VALUE_BYTES_MAX,
-        });
-    }
-    let stored = u32::from_le_bytes(array(value, CRC_AT));
-    let computed = checksum(value);
-    if stored != computed {
-        return Err(DecodeError::Checksum { stored, computed });
-    }
+    check_envelope(value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
     let offset = u64::from_le_bytes(array(value, OFFSET_AT));
     let commit_time_ms = u64::from_le_bytes(array(value, COMMIT_TIME_AT));
     let metadata_length = usize::from(u16::from_le_bytes(array(value, METADATA_LENGTH_AT)));
@@ -122,11 +86,6 @@ pub fn decode(value: &[u8]) -> Result<Committed, DecodeError> {
 }
 
 /// The `N` bytes at `at`; the caller has checked that `value` is long enough.
-fn array<const N: usize>(value: &[u8], at: usize) -> [u8; N] {
-    let mut bytes = [0; N];
-    bytes.copy_from_slice(&value[at..at + N]);
-    bytes
-}
 
 #[cfg(test)]
 mod tests {
