@@ -85,8 +85,6 @@ pub fn decode(value: &[u8]) -> Result<Committed, DecodeError> {
     })
 }
 
-/// The `N` bytes at `at`; the caller has checked that `value` is long enough.
-
 #[cfg(test)]
 mod tests {
     use super::*;
