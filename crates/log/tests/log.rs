@@ -572,9 +572,10 @@ fn a_failed_fsync_wakes_every_parked_appender() {
     storage.sync_delay(Some(std::time::Duration::from_millis(1)));
     storage.fail_call(Some(150));
     let (done, finished) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
     for t in 0..16u8 {
         let (log, done) = (log.clone(), done.clone());
-        std::thread::spawn(move || {
+        threads.push(std::thread::spawn(move || {
             let mut acked = Vec::new();
             let error = loop {
                 match log.append(&[AppendEvent::value(&[t])]) {
@@ -583,7 +584,7 @@ fn a_failed_fsync_wakes_every_parked_appender() {
                 }
             };
             done.send((acked, error)).unwrap();
-        });
+        }));
     }
     let mut acked = Vec::new();
     for _ in 0..16 {
@@ -594,6 +595,10 @@ fn a_failed_fsync_wakes_every_parked_appender() {
         acked.extend(offsets);
     }
     assert!(!acked.is_empty());
+    // Every thread has answered; let go of their handles on the log before reopening it.
+    for thread in threads {
+        thread.join().unwrap();
+    }
     drop(log);
     storage.fail_call(None);
     storage.sync_delay(None);
