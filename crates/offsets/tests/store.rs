@@ -684,6 +684,22 @@ fn concurrent_writers_never_overwrite_each_other() -> Result<(), Error> {
     Ok(())
 }
 
+/// sled on `dir`, once the store that had it open has let go of sled's file lock (its
+/// background threads release it shortly after the drop).
+fn reopen_sled(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(error) if std::time::Instant::now() < deadline => {
+                let _ = error;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => panic!("reopen sled: {error}"),
+        }
+    }
+}
+
 /// A format 1 store (one value per partition, as builds before 28 Nov 2026 wrote it) is
 /// migrated to blocks when it opens, whole, and keeps every committed offset.
 #[test]
@@ -743,14 +759,10 @@ fn a_format_1_store_is_migrated_on_open() -> Result<(), Error> {
             .collect();
         assert_eq!(partitions, [3, 70]);
         drop(store);
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
     // The old tree is empty and the marker says format 2.
-    let db = sled::Config::new()
-        .path(dir.path())
-        .open()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = reopen_sled(dir.path());
     let old = db
         .open_tree("weir-offsets/v1")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -790,11 +802,7 @@ fn a_corrupt_format_1_value_fails_the_migration_and_changes_nothing() {
         "{opened:?}"
     );
     drop(opened);
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let db = sled::Config::new()
-        .path(dir.path())
-        .open()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = reopen_sled(dir.path());
     let old = db
         .open_tree("weir-offsets/v1")
         .unwrap_or_else(|e| panic!("{e}"));
