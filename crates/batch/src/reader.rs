@@ -6,6 +6,7 @@
 //! short); `commit` serializes commits so the committed offset only moves forward and the
 //! compare-and-set expectation stays exact. `commit` is never taken while `state` is held.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -109,8 +110,6 @@ struct CommitState {
     /// What the offsets store holds for this partition, as far as this reader knows
     /// (the compare-and-set expectation).
     stored: Option<u64>,
-    acks_since_commit: u32,
-    last_commit_ms: u64,
 }
 
 /// Delivers fixed-size batches of one partition to the members of one group.
@@ -124,7 +123,14 @@ pub struct PartitionReader {
     config: BatchConfig,
     clock: Arc<dyn Clock>,
     state: Mutex<Fetcher>,
+    /// Held through a commit, fsync included.
     commit: Mutex<CommitState>,
+    /// Settles since the last commit, and when that was (by `clock`): atomics, not under
+    /// `commit`, so an ack never waits for a commit's fsync to count itself
+    /// (`ack_deferring_commit` runs on async callers' threads). A commit subtracts the count
+    /// it saw before reading the barrier, so settles that race with it stay counted.
+    acks_since_commit: AtomicU32,
+    last_commit_ms: AtomicU64,
     signal: Arc<Signal>,
 }
 
@@ -203,11 +209,9 @@ impl PartitionReader {
                 machine,
                 ahead: None,
             }),
-            commit: Mutex::new(CommitState {
-                stored,
-                acks_since_commit: 0,
-                last_commit_ms: now,
-            }),
+            commit: Mutex::new(CommitState { stored }),
+            acks_since_commit: AtomicU32::new(0),
+            last_commit_ms: AtomicU64::new(now),
             signal: Signal::new(),
         })
     }
@@ -466,13 +470,14 @@ impl PartitionReader {
     /// [`Error::Offsets`].
     pub fn commit(&self) -> Result<Option<u64>> {
         let mut commit = lock(&self.commit);
+        // Counted before the barrier is read: every settle counted here is in the barrier.
+        let seen = self.acks_since_commit.load(Ordering::Acquire);
         let target = lock(&self.state).barrier();
         if commit.stored.is_some_and(|stored| stored >= target)
             || (commit.stored.is_none() && target == 0)
         {
             // Nothing new to commit: the interval starts again (so waits do not spin on it).
-            commit.acks_since_commit = 0;
-            commit.last_commit_ms = self.clock.now_ms();
+            self.restart_interval(seen);
             return Ok(None);
         }
         self.offsets.commit(
@@ -483,8 +488,7 @@ impl PartitionReader {
             commit.stored,
         )?;
         commit.stored = Some(target);
-        commit.acks_since_commit = 0;
-        commit.last_commit_ms = self.clock.now_ms();
+        self.restart_interval(seen);
         lock(&self.state).set_committed(target);
         Ok(Some(target))
     }
@@ -664,28 +668,44 @@ impl PartitionReader {
     }
 
     /// Counts `settled` batches towards the commit policy; returns whether a commit is due.
+    /// Takes no lock (see `acks_since_commit`).
     fn note_settled(&self, settled: u32) -> bool {
-        let mut commit = lock(&self.commit);
-        commit.acks_since_commit = commit.acks_since_commit.saturating_add(settled);
+        let before = self
+            .acks_since_commit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_add(settled))
+            })
+            .unwrap_or_else(|n| n);
+        let acks = before.saturating_add(settled);
         match self.config.commit_policy {
             CommitPolicy::EveryAck => true,
             CommitPolicy::Interval {
                 interval_ms,
                 acks_max,
-            } => {
-                commit.acks_since_commit >= acks_max
-                    || self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
-            }
+            } => acks >= acks_max || self.interval_elapsed(interval_ms),
         }
+    }
+
+    /// Whether `interval_ms` passed since the last commit.
+    fn interval_elapsed(&self, interval_ms: u64) -> bool {
+        self.clock
+            .now_ms()
+            .saturating_sub(self.last_commit_ms.load(Ordering::Acquire))
+            >= interval_ms
+    }
+
+    /// After a commit (or finding nothing to commit) that saw `seen` settles: those are done,
+    /// and the interval starts again. Called with `commit` held.
+    fn restart_interval(&self, seen: u32) {
+        self.acks_since_commit.fetch_sub(seen, Ordering::AcqRel);
+        self.last_commit_ms
+            .store(self.clock.now_ms(), Ordering::Release);
     }
 
     fn commit_if_due(&self) -> Result<()> {
         if let CommitPolicy::Interval { interval_ms, .. } = self.config.commit_policy {
-            let due = {
-                let commit = lock(&self.commit);
-                commit.acks_since_commit > 0
-                    && self.clock.now_ms().saturating_sub(commit.last_commit_ms) >= interval_ms
-            };
+            let due = self.acks_since_commit.load(Ordering::Acquire) > 0
+                && self.interval_elapsed(interval_ms);
             if due {
                 self.commit()?;
             }
@@ -700,9 +720,11 @@ impl PartitionReader {
         let interval_due = match self.config.commit_policy {
             // Only acks waiting to be committed make the interval a reason to wake up.
             CommitPolicy::Interval { interval_ms, .. } => {
-                let commit = lock(&self.commit);
-                (commit.acks_since_commit > 0)
-                    .then(|| commit.last_commit_ms.saturating_add(interval_ms))
+                (self.acks_since_commit.load(Ordering::Acquire) > 0).then(|| {
+                    self.last_commit_ms
+                        .load(Ordering::Acquire)
+                        .saturating_add(interval_ms)
+                })
             }
             CommitPolicy::EveryAck => None,
         };
