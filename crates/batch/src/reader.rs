@@ -448,6 +448,24 @@ impl PartitionReader {
         Ok(self.note_settled(1))
     }
 
+    /// [`PartitionReader::ack_deferring_commit`] that never waits: `None` at once if the
+    /// partition's state is busy (a fetch holds it while it reads the log or writes a dead
+    /// letter, which may fsync) — then ack on a thread that may block.
+    pub fn try_ack_deferring_commit(&self, id: BatchId) -> Option<Result<bool>> {
+        let mut state = match self.state.try_lock() {
+            Ok(state) => state,
+            // Consistent after every critical section (see `lock`).
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        if let Err(error) = state.ack(id) {
+            return Some(Err(settle_error(error, id)));
+        }
+        drop(state);
+        self.signal.notify();
+        Some(Ok(self.note_settled(1)))
+    }
+
     /// Gives a batch back: it is redelivered (same events, next attempt) after `delay`, before
     /// newer batches of the partition, or dead-lettered once it reached `max_attempts`.
     ///

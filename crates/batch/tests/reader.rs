@@ -323,11 +323,16 @@ fn an_ack_deferring_its_commit_says_when_one_is_due() {
                 .next_batch(Duration::from_secs(5))
                 .unwrap()
                 .expect("a batch");
-            assert_eq!(
-                reader.ack_deferring_commit(batch.id).unwrap(),
-                due,
-                "{policy:?} ack {n}"
-            );
+            // The non-waiting form (nothing else holds the partition here) does the same.
+            let acked = if n % 2 == 0 {
+                reader.ack_deferring_commit(batch.id).unwrap()
+            } else {
+                reader
+                    .try_ack_deferring_commit(batch.id)
+                    .expect("the partition is not busy")
+                    .unwrap()
+            };
+            assert_eq!(acked, due, "{policy:?} ack {n}");
             // Nothing committed by the ack itself.
             assert_eq!(
                 offsets.committed("g", "t", 0).unwrap(),

@@ -137,20 +137,25 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
                     format!("group {:?} holds no batch {} here", ack.group, ack.batch_id),
                 )),
                 Some(consumer) => {
-                    // The ack itself is in memory: done here. Only a commit the policy wants
-                    // now (every ack, or the interval's) goes to a blocking thread, and the
-                    // response waits for it, as before.
-                    let partition = ack.partition;
-                    match consumer
-                        .ack_id_deferring_commit(partition, weir_store::BatchId(ack.batch_id))
-                    {
+                    // The ack itself is in memory: done here, unless the partition is busy.
+                    // Only a commit the policy wants now (every ack, or the interval's) goes
+                    // to a blocking thread, and the response waits for it, as before.
+                    let (partition, id) = (ack.partition, weir_store::BatchId(ack.batch_id));
+                    match consumer.try_ack_id_deferring_commit(partition, id) {
                         Err(failed) => Err(store_error(failed)),
-                        Ok(false) => Ok(Response::Acked),
-                        Ok(true) => {
+                        Ok(Some(false)) => Ok(Response::Acked),
+                        Ok(Some(true)) => {
                             blocking(shared, move |_| {
                                 consumer
                                     .commit_partition(partition)
                                     .map(|()| Response::Acked)
+                            })
+                            .await
+                        }
+                        // The partition is busy (possibly with disk I/O): not on this thread.
+                        Ok(None) => {
+                            blocking(shared, move |_| {
+                                consumer.ack_id(partition, id).map(|()| Response::Acked)
                             })
                             .await
                         }

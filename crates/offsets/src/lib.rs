@@ -10,8 +10,9 @@
 //!   ([`CommitExpectation`]); if another writer moved it, the commit is refused with
 //!   [`Error::Conflict`] carrying the actual value. A commit never moves a group backwards
 //!   ([`Error::Backwards`]); only [`OffsetStore::reset`] does.
-//! - **Batched**: [`OffsetStore::commit_batch`] commits many partitions in one atomic sled batch and
-//!   one sync.
+//! - **Batched**: [`OffsetStore::commit_batch`] commits many partitions in one atomic step (a
+//!   compare-and-swap of one sled value per 64 partitions, or one sled transaction) and one
+//!   sync.
 //! - **Atomic with the caller's state**: [`OffsetStore::commit_with`] commits offsets and the
 //!   caller's own writes to a [`UserTree`] in one transaction and one sync.
 //! - **Clamp on open**: [`OffsetStore::clamp_to_log_ends`] moves offsets that point past the

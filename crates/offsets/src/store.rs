@@ -431,9 +431,9 @@ impl OffsetStore {
         })
     }
 
-    /// Commits many partitions' offsets of one group in one durable step (one atomic sled batch, one
-    /// sync): all of them, or — if the rule refuses any — none. Returns the commit time they
-    /// share.
+    /// Commits many partitions' offsets of one group in one durable step (one compare-and-swap
+    /// or one sled transaction, then one sync): all of them, or — if the rule refuses any —
+    /// none. Returns the commit time they share.
     ///
     /// # Errors
     ///
@@ -449,7 +449,7 @@ impl OffsetStore {
         let applied = if let [block] = prepared.as_slice() {
             self.swap_block(&block.key, "commit offsets", |stored| {
                 self.updated(group, &prepared, &[stored], commit_time_ms)
-                    .map(|mut values| values.remove(0))
+                    .map(|mut values| Some(values.remove(0)))
             })
         } else {
             let outcome = self
@@ -591,7 +591,7 @@ impl OffsetStore {
                     }
                 };
                 block.set(slot, committed.clone());
-                Ok(record::encode(&block))
+                Ok(Some(record::encode(&block)))
             })?;
         }
         self.sync()?;
@@ -680,7 +680,8 @@ impl OffsetStore {
     }
 
     /// Moves every committed offset that is past its partition's log end back to the log end,
-    /// in one durable step, and reports what it found. Call it right after opening, with the
+    /// durably (each block a compare-and-swap, one sync after them all; a crash in between
+    /// leaves offsets that the next open's clamp moves), and reports what it found. Call it right after opening, with the
     /// durable log ends: a committed offset must never point past the durable log, or a group
     /// would skip the events written there after a crash. `log_end(topic, partition)` returns
     /// the log end, or `None` for a partition the caller does not know (left as it is, and
@@ -700,12 +701,14 @@ impl OffsetStore {
         let mut report = ClampReport::default();
         {
             let _writer = self.lock_writer();
-            let mut batch = sled::Batch::default();
+            // Found in one scan (so a corrupt value anywhere clamps nothing), then written
+            // block by block as compare-and-swaps that clamp what is stored then.
+            let mut to_clamp: Vec<(sled::IVec, Vec<(u8, u64)>)> = Vec::new();
             for entry in self.tree.iter() {
                 let (key, value) =
                     entry.map_err(|source| self.storage("scan the offsets", source))?;
                 let decoded = self.decode_key(&key)?;
-                let mut block = self.decode_value(&key, &value)?;
+                let block = self.decode_value(&key, &value)?;
                 let mut changed = Vec::new();
                 for (slot, committed) in block.iter() {
                     report.examined += 1;
@@ -718,14 +721,7 @@ impl OffsetStore {
                     match log_end(decoded.topic, partition) {
                         None => report.without_log_end.push(at),
                         Some(end) if committed.offset > end => {
-                            changed.push((
-                                slot,
-                                Committed {
-                                    offset: end,
-                                    commit_time_ms,
-                                    metadata: committed.metadata.clone(),
-                                },
-                            ));
+                            changed.push((slot, end));
                             report.clamped.push(Clamped {
                                 at,
                                 committed: committed.offset,
@@ -736,16 +732,28 @@ impl OffsetStore {
                     }
                 }
                 if !changed.is_empty() {
-                    for (slot, committed) in changed {
-                        block.set(slot, committed);
-                    }
-                    batch.insert(&*key, record::encode(&block));
+                    to_clamp.push((key, changed));
                 }
             }
-            if !report.clamped.is_empty() {
-                if let Err(source) = self.tree.apply_batch(batch) {
-                    return Err(self.poison("clamp offsets", source));
-                }
+            for (key, changed) in &to_clamp {
+                self.swap_block(key, "clamp offsets", |stored| {
+                    // Deleted meanwhile: nothing left to clamp.
+                    let Some(bytes) = stored else {
+                        return Ok(None);
+                    };
+                    let mut block = self.decode_value(key, bytes)?;
+                    for &(slot, end) in changed {
+                        if let Some(committed) = block.get(slot).filter(|c| c.offset > end) {
+                            let clamped = Committed {
+                                offset: end,
+                                commit_time_ms,
+                                metadata: committed.metadata.clone(),
+                            };
+                            block.set(slot, clamped);
+                        }
+                    }
+                    Ok(Some(record::encode(&block)))
+                })?;
             }
         }
         if !report.clamped.is_empty() {
@@ -798,21 +806,23 @@ impl OffsetStore {
     }
 
     /// Writes the value `update` makes of `key`'s stored value, as a compare-and-swap against
-    /// the bytes it was made from, reading again and retrying if another writer got in between.
-    /// `update`'s error (a refusal, a corrupt value) is returned as it is; a failed write
-    /// poisons the store.
+    /// the bytes it was made from, reading again and retrying if another writer got in between
+    /// (`update` returning `None`: nothing to write). `update`'s error (a refusal, a corrupt
+    /// value) is returned as it is; a failed write poisons the store.
     fn swap_block(
         &self,
         key: &[u8],
         operation: &'static str,
-        update: impl Fn(Option<&[u8]>) -> Result<Vec<u8>>,
+        update: impl Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
     ) -> Result<()> {
         loop {
             let stored = self
                 .tree
                 .get(key)
                 .map_err(|source| self.storage("read an offset", source))?;
-            let value = update(stored.as_deref())?;
+            let Some(value) = update(stored.as_deref())? else {
+                return Ok(());
+            };
             match self.tree.compare_and_swap(key, stored, Some(value)) {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(_changed)) => {}

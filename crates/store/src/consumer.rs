@@ -258,18 +258,22 @@ impl Consumer {
         Ok(())
     }
 
-    /// [`Consumer::ack_id`] without blocking: records the ack in memory and returns whether
-    /// the commit policy wants a commit now; if it does, call [`Consumer::commit_partition`]
-    /// (which blocks on the offsets store's sync) before treating the ack as done. Until then
-    /// the ack moved the group's barrier in memory only. For async callers (the node), which
-    /// then go to a blocking thread only for the due commits.
+    /// [`Consumer::ack_id`] without blocking, for async callers (the node): records the ack
+    /// in memory and says whether the commit policy wants a commit now — `Some(true)`: call
+    /// [`Consumer::commit_partition`] (which blocks on the offsets store's sync) before treating
+    /// the ack as done. `None` if the partition is busy (a fetch reading the log or writing a
+    /// dead letter): nothing was done; ack with [`Consumer::ack_id`] on a thread that may
+    /// block.
     ///
     /// # Errors
     /// As [`Consumer::ack_id`], but never a failed commit.
-    pub fn ack_id_deferring_commit(&self, partition: u32, id: BatchId) -> Result<bool> {
-        let due = self.group.reader(partition)?.ack_deferring_commit(id)?;
+    pub fn try_ack_id_deferring_commit(&self, partition: u32, id: BatchId) -> Result<Option<bool>> {
+        let Some(acked) = self.group.reader(partition)?.try_ack_deferring_commit(id) else {
+            return Ok(None);
+        };
+        let due = acked?;
         crate::metrics::acked(&self.group.name, &self.group.topic);
-        Ok(due)
+        Ok(Some(due))
     }
 
     /// Commits one partition's acknowledged progress now, if it moved (blocks on the offsets
