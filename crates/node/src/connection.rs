@@ -71,8 +71,8 @@ impl FrameReader {
                 return match decode_frame_shared::<Request>(&bytes, &self.limits) {
                     Ok(Some((frame, _))) => ReadOutcome::Frame(frame),
                     Ok(None) => unreachable!("a whole frame was split off"),
-                    // Not closing: the frame itself was whole and sound (an unknown kind), and
-                    // it is gone from the buffer, so the next request can be read.
+                    // The caller closes on a bad CRC or body; after an unknown kind (a whole,
+                    // sound frame) it goes on, and the frame is already gone from the buffer.
                     Err(error) => ReadOutcome::Invalid(error),
                 };
             }
