@@ -7,7 +7,7 @@
 //! compare-and-set expectation stays exact. `commit` is never taken while `state` is held.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use weir_log::{Clock, Log, ReadBatch, ReadEnd};
@@ -441,29 +441,29 @@ impl PartitionReader {
     /// # Errors
     /// [`Error::UnknownBatch`], [`Error::LeaseExpired`], [`Error::AlreadySettled`].
     pub fn ack_deferring_commit(&self, id: BatchId) -> Result<bool> {
-        lock(&self.state)
-            .ack(id)
-            .map_err(|error| settle_error(error, id))?;
-        self.signal.notify();
-        Ok(self.note_settled(1))
+        self.ack_holding(lock(&self.state), id)
     }
 
     /// [`PartitionReader::ack_deferring_commit`] that never waits: `None` at once if the
     /// partition's state is busy (a fetch holds it while it reads the log or writes a dead
     /// letter, which may fsync) — then ack on a thread that may block.
     pub fn try_ack_deferring_commit(&self, id: BatchId) -> Option<Result<bool>> {
-        let mut state = match self.state.try_lock() {
+        let state = match self.state.try_lock() {
             Ok(state) => state,
             // Consistent after every critical section (see `lock`).
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return None,
         };
-        if let Err(error) = state.ack(id) {
-            return Some(Err(settle_error(error, id)));
-        }
+        Some(self.ack_holding(state, id))
+    }
+
+    /// Acknowledges `id` in `state` (the held partition state), releases it, wakes waiting
+    /// members and counts the ack towards the commit policy: whether a commit is due.
+    fn ack_holding(&self, mut state: MutexGuard<'_, Fetcher>, id: BatchId) -> Result<bool> {
+        state.ack(id).map_err(|error| settle_error(error, id))?;
         drop(state);
         self.signal.notify();
-        Some(Ok(self.note_settled(1)))
+        Ok(self.note_settled(1))
     }
 
     /// Gives a batch back: it is redelivered (same events, next attempt) after `delay`, before
