@@ -345,6 +345,16 @@ async fn serve_requests(
                                 0 => None,
                                 kib => budget.acquire_many_owned(kib).await.ok(),
                             };
+                            // The writer gave up (a peer that does not read its answers, or
+                            // a broken socket): nothing can be answered any more, so a request
+                            // not yet started is dropped unrun, as if the connection had
+                            // dropped before it arrived (protocol.md, "Closing"). Otherwise
+                            // every read waiting for the budget would run, one after another,
+                            // for nobody.
+                            if frames.is_closed() {
+                                metrics::counter!("weir_node_requests_dropped_total").increment(1);
+                                return;
+                            }
                             let response = dispatch(&shared, frame.message).await;
                             send(&frames, frame.request_id, response, &limits).await;
                             drop(reserved);

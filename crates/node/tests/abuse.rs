@@ -90,6 +90,14 @@ fn abusive_clients_do_not_hurt_a_well_behaved_one() {
         never_reading.rss_peak_mib
     );
     assert!(never_reading.close_max <= WRITE_TIMEOUT + CLOSE_SLACK * 2);
+    // Once the node gave up writing to them, the reads each had waiting for its response
+    // budget were dropped unrun, not read from disk and encoded for nobody.
+    assert!(
+        never_reading.requests_dropped >= never_reading.attempted as u64,
+        "{} requests dropped after {} never-reading connections were given up on\n{context}",
+        never_reading.requests_dropped,
+        never_reading.attempted
+    );
 
     // The good client was never refused, never cut off, and lost nothing.
     assert!(

@@ -36,12 +36,16 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::runtime::Handle;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use weir_client::{
     Client, ClientConfig, ConsumerSettings, ErrorCode, Partitioning, ReadFrom, Record,
 };
 use weir_proto::{decode_frame, encode_frame, FrameLimits, Request, Response};
+
+/// The node's counter of requests dropped unrun because their connection could not be answered.
+const DROPPED_COUNTER: &str = "weir_node_requests_dropped_total";
 
 /// The node's token.
 pub const TOKEN: &str = "abuse-token";
@@ -137,6 +141,9 @@ pub struct Scenario {
     pub settle: Duration,
     /// The good client's produce p99 during this scenario, ms.
     pub produce_p99_ms: f64,
+    /// Requests the node dropped unrun during this scenario because their connection could no
+    /// longer take an answer (`weir_node_requests_dropped_total`, from its `/metrics`).
+    pub requests_dropped: u64,
 }
 
 /// Latency percentiles in milliseconds.
@@ -211,7 +218,7 @@ impl Report {
         line(
             &mut out,
             format!(
-                "{:<18} {:>6} {:>6} {:>9} {:>9} {:>9}  {:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+                "{:<18} {:>6} {:>6} {:>9} {:>9} {:>9}  {:<26} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8}",
                 "scenario",
                 "made",
                 "ok",
@@ -224,14 +231,15 @@ impl Report {
                 "rss1 MiB",
                 "vm+ MiB",
                 "settle",
-                "prod p99"
+                "prod p99",
+                "dropped"
             ),
         );
         for s in &self.scenarios {
             line(
                 &mut out,
                 format!(
-                    "{:<18} {:>6} {:>6} {:>7.0}ms {:>7.0}ms {:>7.0}ms  {:<26} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6.0}ms {:>7.1}ms",
+                    "{:<18} {:>6} {:>6} {:>7.0}ms {:>7.0}ms {:>7.0}ms  {:<26} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6.0}ms {:>7.1}ms {:>8}",
                     s.name,
                     s.attempted,
                     s.as_expected,
@@ -244,7 +252,8 @@ impl Report {
                     s.rss_after_mib,
                     s.vm_peak_growth_mib,
                     ms(s.settle),
-                    s.produce_p99_ms
+                    s.produce_p99_ms,
+                    s.requests_dropped
                 ),
             );
             for failure in &s.failures {
@@ -312,13 +321,27 @@ pub fn run(binary: &Path, settings: &Settings) -> Report {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run_async(binary, settings))
+    // The good client gets a runtime of its own, as a separate program would have: on the
+    // abusers' runtime its wake-ups would queue behind thousands of abusive tasks, and its
+    // latency would measure the driver's scheduler rather than the node. Both runtimes and the
+    // node still share the machine's cores.
+    let good_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("good-client")
+        .enable_all()
+        .build()
+        .expect("the good client's tokio runtime");
+    let report = runtime.block_on(run_async(binary, settings, good_runtime.handle()));
+    good_runtime.shutdown_timeout(Duration::from_secs(5));
+    report
 }
 
 /// A `weir serve` child process, killed when dropped.
 struct NodeProcess {
     child: Child,
     address: SocketAddr,
+    /// The admin HTTP listener (`/metrics`).
+    admin: SocketAddr,
     log: PathBuf,
 }
 
@@ -360,13 +383,11 @@ impl NodeProcess {
         // The port is found by binding port 0 and letting go of it; another process may take
         // it in between, so a node that exits at once is retried on a fresh port.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|probe| probe.local_addr())
-                .expect("a free port")
-                .port();
-            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let child = Command::new(binary)
-                .args(["serve", "--no-admin", "--listen", &address.to_string()])
+                .args(["serve", "--listen", &address.to_string()])
+                .args(["--admin-listen", &admin.to_string()])
                 .arg("--data-dir")
                 .arg(dir.join("data"))
                 .arg("--config")
@@ -380,6 +401,7 @@ impl NodeProcess {
             let mut node = NodeProcess {
                 child,
                 address,
+                admin,
                 log: log.clone(),
             };
             let started = Instant::now();
@@ -399,6 +421,37 @@ impl NodeProcess {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
+}
+
+/// A port free now (bound to port 0 and let go of; another process may take it before the node
+/// does, so a node that exits at once is retried).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The value of one counter without labels in the node's `/metrics` (0 if it is not there yet:
+/// a counter appears with its first increment).
+async fn node_counter(admin: SocketAddr, name: &str) -> Result<u64, String> {
+    let mut stream = TcpStream::connect(admin)
+        .await
+        .map_err(|e| format!("connect to the admin listener: {e}"))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: weir\r\n\r\n")
+        .await
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut body))
+        .await
+        .map_err(|_| "GET /metrics: no answer within 10 s".to_string())?
+        .map_err(|e| format!("GET /metrics: {e}"))?;
+    let value = body.lines().find_map(|line| {
+        let (metric, value) = line.split_once(' ')?;
+        (metric == name).then(|| value.trim().parse::<f64>().ok())?
+    });
+    Ok(value.map_or(0, |v| v as u64))
 }
 
 /// Reads one field (kB) of /proc/<pid>/status, in MiB.
@@ -609,7 +662,7 @@ async fn long_poll_loop(client: Client, good: Arc<Good>) {
     }
 }
 
-async fn run_async(binary: &Path, settings: &Settings) -> Report {
+async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) -> Report {
     let dir = tempfile::Builder::new()
         .prefix("weir-abuse-")
         .tempdir()
@@ -639,19 +692,21 @@ async fn run_async(binary: &Path, settings: &Settings) -> Report {
     drop(admin);
 
     let good = Arc::new(Good::default());
-    let producer = Client::connect(address, good_config())
-        .await
-        .expect("connect");
-    let consumer = Client::connect(address, good_config())
-        .await
-        .expect("connect");
-    let poller = Client::connect(address, good_config())
-        .await
-        .expect("connect");
+    // Connected on the good runtime, so that their connections' tasks run there too.
+    let connect_good = || async {
+        good_runtime
+            .spawn(Client::connect(address, good_config()))
+            .await
+            .expect("the connect task")
+            .expect("connect")
+    };
+    let producer = connect_good().await;
+    let consumer = connect_good().await;
+    let poller = connect_good().await;
     let mut good_tasks = JoinSet::new();
-    good_tasks.spawn(produce_loop(producer.clone(), good.clone()));
-    good_tasks.spawn(consume_loop(consumer, good.clone()));
-    good_tasks.spawn(long_poll_loop(poller, good.clone()));
+    good_tasks.spawn_on(produce_loop(producer.clone(), good.clone()), good_runtime);
+    good_tasks.spawn_on(consume_loop(consumer, good.clone()), good_runtime);
+    good_tasks.spawn_on(long_poll_loop(poller, good.clone()), good_runtime);
     tokio::time::sleep(settings.undisturbed).await;
 
     let sampler = RssSampler::start(pid);
@@ -713,6 +768,7 @@ async fn run_async(binary: &Path, settings: &Settings) -> Report {
     {
         let rss_before_mib = proc_status_mib(pid, "VmRSS");
         let vm_peak_before = proc_status_mib(pid, "VmPeak");
+        let dropped_before = node_counter(node.admin, DROPPED_COUNTER).await;
         sampler.reset();
         good.phase.store(index + 1, Ordering::Relaxed);
         let phase_started = Instant::now();
@@ -772,6 +828,13 @@ async fn run_async(binary: &Path, settings: &Settings) -> Report {
         scenario.rss_after_mib = proc_status_mib(pid, "VmRSS");
         scenario.vm_peak_growth_mib = proc_status_mib(pid, "VmPeak") - vm_peak_before;
         scenario.produce_p99_ms = Good::samples(&good.produce, |phase| phase == index + 1).p99_ms;
+        match (
+            dropped_before,
+            node_counter(node.admin, DROPPED_COUNTER).await,
+        ) {
+            (Ok(before), Ok(after)) => scenario.requests_dropped = after.saturating_sub(before),
+            (Err(error), _) | (_, Err(error)) => scenario.failures.push(error),
+        }
         scenario.failures.truncate(5);
         report.scenarios.push(scenario);
         good.phase.store(0, Ordering::Relaxed);
@@ -1214,10 +1277,12 @@ async fn never_reading(context: Context, count: usize) -> Vec<Attempt> {
         handshake(&mut stream).await?;
         let started = Instant::now();
         let give_up = WRITE_TIMEOUT + CLOSE_SLACK * 4;
-        let mut id = 2u64;
-        loop {
-            let mut batch = Vec::new();
-            for _ in 0..64 {
+        // Encoded once and sent again and again: the node reads at most its in-flight cap of
+        // them (and answers the rest `too_many_in_flight`); the repeats only fill the socket
+        // buffers. Encoding each again would spend the cores the node and the good client
+        // share on the abuser's own work.
+        let batch: Vec<u8> = (2..2 + 4 * IN_FLIGHT_MAX as u64)
+            .flat_map(|id| {
                 let read = Request::Read(weir_proto::Read {
                     topic: "bulk".into(),
                     partition: 0,
@@ -1226,18 +1291,19 @@ async fn never_reading(context: Context, count: usize) -> Vec<Attempt> {
                     max_bytes: BULK_READ_BYTES,
                     max_wait_ms: 0,
                 });
-                batch.extend(frame(id, &read));
-                id += 1;
-            }
+                frame(id, &read)
+            })
+            .collect();
+        let mut sent = 0usize;
+        loop {
             let remaining = give_up.saturating_sub(started.elapsed());
             match tokio::time::timeout(remaining, stream.write_all(&batch)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => sent += 4 * IN_FLIGHT_MAX as usize,
                 Ok(Err(_)) => return Ok(started.elapsed()),
                 Err(_) => {
                     return Err(format!(
-                        "still connected {:.0} ms after its first request ({} requests sent)",
+                        "still connected {:.0} ms after its first request ({sent} requests sent)",
                         ms(started.elapsed()),
-                        id - 2
                     ))
                 }
             }
