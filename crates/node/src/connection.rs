@@ -3,7 +3,7 @@
 //! per-frame deadline, and a writer task that sends encoded responses under a write deadline.
 //! Request semantics live in `dispatch.rs`.
 //!
-//! Bounded everywhere: the read buffer never grows past one frame (whose length is checked
+//! Bounded everywhere: the read buffer starts small, never grows past one frame (whose length is checked
 //! against `frame_bytes_max` before the body is read), and responses wait in a bounded channel.
 //!
 //! A whole frame is split off the read buffer without a copy and decoded with
@@ -18,8 +18,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
 use weir_proto::{decode_frame_shared, peek_header, Frame, FrameError, FrameLimits, Request};
 
-/// Bytes read per call.
+/// Bytes read per call once a frame has started.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Room for the first read of a frame when the buffer is empty: a whole small request, or the
+/// header of a large one. An idle or slow connection holds no more than this (1,000 of them
+/// hold ~4 MiB, not the 64 MiB that a `READ_CHUNK_BYTES` buffer each would).
+const FIRST_READ_BYTES: usize = 4 * 1024;
 
 /// What reading the next frame gave.
 #[derive(Debug)]
@@ -49,7 +53,7 @@ impl FrameReader {
     pub(crate) fn new(read: OwnedReadHalf, limits: FrameLimits) -> Self {
         FrameReader {
             read,
-            buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            buffer: BytesMut::new(),
             limits,
         }
     }
@@ -82,10 +86,19 @@ impl FrameReader {
             };
             // Room for the next chunk; for a large frame, up to as much again as has arrived
             // (so a big frame is not copied chunk by chunk, and a peer that claims a big frame
-            // but sends little of it gets little memory).
-            let wanted = frame_len.map_or(READ_CHUNK_BYTES, |len| {
-                (len - self.buffer.len()).min(self.buffer.len().max(READ_CHUNK_BYTES))
-            });
+            // but sends little of it gets little memory). Between frames, a small buffer: the
+            // large one a big frame was read into is let go of rather than kept by a connection
+            // that may now idle.
+            let wanted = match frame_len {
+                Some(len) => (len - self.buffer.len()).min(self.buffer.len().max(READ_CHUNK_BYTES)),
+                None if self.buffer.is_empty() => {
+                    if self.buffer.capacity() > READ_CHUNK_BYTES {
+                        self.buffer = BytesMut::new();
+                    }
+                    FIRST_READ_BYTES
+                }
+                None => READ_CHUNK_BYTES,
+            };
             self.buffer.reserve(wanted);
             match tokio::time::timeout(wait, self.read.read_buf(&mut self.buffer)).await {
                 Err(_) if frame_started.is_none() => return ReadOutcome::Idle,
