@@ -20,10 +20,12 @@ use weir_proto::{decode_frame_shared, peek_header, Frame, FrameError, FrameLimit
 
 /// Bytes read per call once a frame has started.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// Room for the first read of a frame when the buffer is empty: a whole small request, or the
-/// header of a large one. An idle or slow connection holds no more than this (1,000 of them
-/// hold ~4 MiB, not the 64 MiB that a `READ_CHUNK_BYTES` buffer each would).
+/// Room for reading until a frame's header is complete: a whole small request, or the header of
+/// a large one. An idle connection, or one dribbling its header, holds no more than this
+/// (1,000 of them hold ~4 MiB of buffers, not the 64 MiB that a `READ_CHUNK_BYTES` buffer each
+/// would). Far more than a header, so `FIRST_READ_BYTES - buffered` is never 0.
 const FIRST_READ_BYTES: usize = 4 * 1024;
+const _: () = assert!(weir_proto::FRAME_HEADER_LEN < FIRST_READ_BYTES);
 
 /// What reading the next frame gave.
 #[derive(Debug)]
@@ -72,6 +74,12 @@ impl FrameReader {
             };
             if let Some(frame_len) = frame_len.filter(|&len| len <= self.buffer.len()) {
                 let bytes = self.buffer.split_to(frame_len).freeze();
+                if self.buffer.is_empty() {
+                    // Nothing of the next frame is here: let go of the allocation (the frame
+                    // keeps it as long as it needs it), so that a connection that now idles
+                    // holds no large buffer; the next read starts small again.
+                    self.buffer = BytesMut::new();
+                }
                 return match decode_frame_shared::<Request>(&bytes, &self.limits) {
                     Ok(Some((frame, _))) => ReadOutcome::Frame(frame),
                     Ok(None) => unreachable!("a whole frame was split off"),
@@ -84,20 +92,17 @@ impl FrameReader {
                 None => idle,
                 Some(started) => frame_deadline.saturating_sub(started.elapsed()),
             };
-            // Room for the next chunk; for a large frame, up to as much again as has arrived
-            // (so a big frame is not copied chunk by chunk, and a peer that claims a big frame
-            // but sends little of it gets little memory). Between frames, a small buffer: the
-            // large one a big frame was read into is let go of rather than kept by a connection
-            // that may now idle.
+            // Room for the next read. Until a header is complete, `FIRST_READ_BYTES` in all
+            // (an idle or slow peer holds no more). Once a frame has started, a chunk, or for a
+            // large frame up to as much again as has arrived (so a big frame is not copied chunk
+            // by chunk, and a peer that claims a big frame but sends little of it gets little
+            // memory); at least a chunk, so pipelined frames behind it come in the same read.
+            let buffered = self.buffer.len();
             let wanted = match frame_len {
-                Some(len) => (len - self.buffer.len()).min(self.buffer.len().max(READ_CHUNK_BYTES)),
-                None if self.buffer.is_empty() => {
-                    if self.buffer.capacity() > READ_CHUNK_BYTES {
-                        self.buffer = BytesMut::new();
-                    }
-                    FIRST_READ_BYTES
-                }
-                None => READ_CHUNK_BYTES,
+                Some(len) => (len - buffered)
+                    .min(buffered.max(READ_CHUNK_BYTES))
+                    .max(READ_CHUNK_BYTES),
+                None => FIRST_READ_BYTES - buffered,
             };
             self.buffer.reserve(wanted);
             match tokio::time::timeout(wait, self.read.read_buf(&mut self.buffer)).await {
@@ -140,4 +145,99 @@ pub(crate) async fn write_frames(
         }
     }
     let _ = tokio::time::timeout(write_timeout, write.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::{TcpListener, TcpStream};
+    use weir_proto::{encode_frame, Partitioning, Produce, WireEvent};
+
+    use super::*;
+
+    /// A reader over one end of a loopback connection, and the peer's end.
+    async fn connected() -> (FrameReader, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let peer = TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        let (node_side, _) = listener.accept().await.expect("accept");
+        let (read, write) = node_side.into_split();
+        drop(write);
+        (FrameReader::new(read, FrameLimits::default()), peer)
+    }
+
+    fn produce_frame(request_id: u64, value_bytes: usize) -> Vec<u8> {
+        let request = Request::Produce(Produce {
+            topic: "t".into(),
+            partitioning: Partitioning::Partition(0),
+            expected_offset: None,
+            events: vec![WireEvent {
+                timestamp_ms: None,
+                key: None,
+                headers: Vec::new(),
+                value: vec![7u8; value_bytes].into(),
+            }],
+        });
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, request_id, &request, &FrameLimits::default()).expect("encode");
+        frame
+    }
+
+    const SHORT: Duration = Duration::from_millis(200);
+
+    #[tokio::test]
+    async fn a_peer_dribbling_a_header_gets_a_small_buffer() {
+        let (mut reader, mut peer) = connected().await;
+        let frame = produce_frame(1, 1 << 20);
+        peer.write_all(&frame[..3]).await.expect("write");
+        assert!(matches!(
+            reader.next(SHORT, SHORT).await,
+            ReadOutcome::Incomplete
+        ));
+        assert_eq!(reader.buffer.len(), 3);
+        assert!(
+            reader.buffer.capacity() <= FIRST_READ_BYTES,
+            "{} bytes held for 3 bytes of a header",
+            reader.buffer.capacity()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_read_whole_leaves_no_buffer_behind() {
+        let (mut reader, mut peer) = connected().await;
+        let frame = produce_frame(1, 1 << 20);
+        let writer = tokio::spawn(async move {
+            peer.write_all(&frame).await.expect("write");
+            peer
+        });
+        let ReadOutcome::Frame(read) = reader.next(SHORT, Duration::from_secs(10)).await else {
+            panic!("no frame");
+        };
+        assert_eq!(read.request_id, 1);
+        assert_eq!(
+            reader.buffer.capacity(),
+            0,
+            "an idle connection keeps its buffer"
+        );
+        drop(writer.await);
+    }
+
+    #[tokio::test]
+    async fn pipelined_frames_behind_a_frame_stay_in_the_buffer() {
+        let (mut reader, mut peer) = connected().await;
+        let mut frames = produce_frame(1, 100);
+        frames.extend(produce_frame(2, 100));
+        frames.extend(produce_frame(3, 200 * 1024));
+        let writer = tokio::spawn(async move {
+            peer.write_all(&frames).await.expect("write");
+            peer
+        });
+        for expected in 1..=3 {
+            let ReadOutcome::Frame(read) = reader.next(SHORT, Duration::from_secs(10)).await else {
+                panic!("no frame {expected}");
+            };
+            assert_eq!(read.request_id, expected);
+        }
+        drop(writer.await);
+    }
 }

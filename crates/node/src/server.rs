@@ -324,10 +324,13 @@ async fn serve_requests(
         if *stop.borrow() {
             break;
         }
+        // Biased: once the node is stopping or the writer has given up, no further frame is
+        // taken (it could not be answered).
         let outcome = tokio::select! {
-            outcome = reader.next(config.idle_timeout(), config.frame_timeout()) => outcome,
+            biased;
             _ = stop.changed() => break,
             () = writer_failed.notified() => break,
+            outcome = reader.next(config.idle_timeout(), config.frame_timeout()) => outcome,
         };
         match outcome {
             ReadOutcome::Frame(frame) => {

@@ -438,9 +438,11 @@ fn lower_this_threads_priority() {
     else {
         return;
     };
+    // `-n 10` is the nice value itself (util-linux), not an increment, unless POSIXLY_CORRECT.
     let _ = Command::new("renice")
         .args(["-n", "10", "-p"])
         .arg(thread_id)
+        .env_remove("POSIXLY_CORRECT")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
@@ -470,6 +472,10 @@ async fn node_counter(admin: SocketAddr, name: &str) -> Result<u64, String> {
         .await
         .map_err(|_| "GET /metrics: no answer within 10 s".to_string())?
         .map_err(|e| format!("GET /metrics: {e}"))?;
+    if !body.starts_with("HTTP/1.1 200") && !body.starts_with("HTTP/1.0 200") {
+        let status = body.lines().next().unwrap_or_default();
+        return Err(format!("GET /metrics answered {status:?}"));
+    }
     let value = body.lines().find_map(|line| {
         let (metric, value) = line.split_once(' ')?;
         (metric == name).then(|| value.trim().parse::<f64>().ok())?
@@ -491,23 +497,34 @@ pub fn proc_status_mib(pid: u32, field: &str) -> f64 {
 /// Samples the node's RSS every 10 ms and keeps the highest value since the last reset.
 struct RssSampler {
     peak_kib: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RssSampler {
+    /// Samples on a thread of its own at normal priority (not on the abusers' runtime, whose
+    /// threads run at nice 10 and could miss a short peak while the node is busy).
     fn start(pid: u32) -> RssSampler {
         let peak_kib = Arc::new(AtomicU64::new(0));
-        let peak = peak_kib.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let rss = proc_status_mib(pid, "VmRSS");
-                if rss.is_finite() {
-                    peak.fetch_max((rss * 1024.0) as u64, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (peak, stopped) = (peak_kib.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("rss-sampler".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    let rss = proc_status_mib(pid, "VmRSS");
+                    if rss.is_finite() {
+                        peak.fetch_max((rss * 1024.0) as u64, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
-        RssSampler { peak_kib, task }
+            })
+            .expect("start the RSS sampler");
+        RssSampler {
+            peak_kib,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn reset(&self) {
@@ -521,7 +538,10 @@ impl RssSampler {
 
 impl Drop for RssSampler {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
