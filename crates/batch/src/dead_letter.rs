@@ -71,7 +71,8 @@ pub trait DeadLetterSink: Send + Sync + fmt::Debug {
 }
 
 /// A sink that appends each dead-lettered batch, in one atomic append, to a log: the events
-/// keep their key, value, timestamp and headers, plus the source headers.
+/// keep their key, value, timestamp and headers, plus the source headers. The append is made
+/// durable before `dead_letter` returns, also when the log's sync policy is a lossy one.
 #[derive(Debug, Clone)]
 pub struct LogDeadLetterSink {
     log: Arc<Log>,
@@ -116,6 +117,12 @@ impl DeadLetterSink for LogDeadLetterSink {
             })
             .collect();
         self.log.append(&events)?;
+        // The batch counts as settled once this returns, and the source partition's offset may
+        // then be committed past it: the letters must be on disk whatever the dead-letter log's
+        // own sync policy (a user may have created it with a lossy one).
+        if !self.log.config().sync_policy.is_durable() {
+            self.log.sync()?;
+        }
         Ok(())
     }
 }

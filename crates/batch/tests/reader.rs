@@ -12,7 +12,8 @@ use weir_batch::{
     MemoryOffsets, OffsetCommits, PartitionReader, HEADER_ATTEMPTS, HEADER_LAST_REASON,
     HEADER_SOURCE_OFFSET, HEADER_SOURCE_TOPIC,
 };
-use weir_log::{AppendEvent, Log, LogConfig, SystemClock};
+use weir_log::sim::{CrashMode, SimStorage};
+use weir_log::{AppendEvent, Log, LogConfig, SyncPolicy, SystemClock};
 
 fn reader_with(
     log: &Arc<Log>,
@@ -343,4 +344,65 @@ fn an_ack_deferring_its_commit_says_when_one_is_due() {
         assert_eq!(reader.commit().unwrap(), Some(6));
         assert_eq!(offsets.committed("g", "t", 0).unwrap(), Some(6));
     }
+}
+
+#[test]
+fn dead_letters_survive_a_power_cut_even_in_a_lossy_dead_letter_log() {
+    // A user may create the dead-letter topic with a lossy sync policy; the source offset is
+    // committed past a dead-lettered batch, so the letters must be on disk regardless.
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Log::open(dir.path().join("t-0"), LogConfig::default()).unwrap());
+    let storage = SimStorage::new();
+    let mut lossy = LogConfig::default();
+    lossy.sync_policy = SyncPolicy::NeverLossy;
+    let open_dlq = |storage: &SimStorage| {
+        Log::open_with(
+            "/d/dlq-0",
+            lossy.clone(),
+            Arc::new(storage.clone()),
+            Arc::new(SystemClock),
+        )
+        .unwrap()
+    };
+    let dlq = Arc::new(open_dlq(&storage));
+    let offsets = Arc::new(MemoryOffsets::default());
+    let mut config = BatchConfig::default();
+    config.batch_size = 2;
+    config.max_attempts = 1;
+    let reader = PartitionReader::open(
+        "g",
+        "t",
+        0,
+        log.clone(),
+        offsets.clone(),
+        Arc::new(LogDeadLetterSink::new(dlq.clone())),
+        config,
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    append(&log, 3);
+    let batch = reader
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .expect("a batch");
+    reader
+        .nack(batch.id, Duration::ZERO, Some("poison"))
+        .unwrap();
+    // This fetch dead-letters offsets 0..2; acking the next batch commits past them.
+    let next = reader
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .expect("the next batch");
+    assert_eq!(next.first_offset, 2);
+    reader.ack(next.id).unwrap();
+    assert_eq!(offsets.committed("g", "t", 0).unwrap(), Some(3));
+
+    let image = storage.power_cut(CrashMode::DropUnsynced);
+    drop(reader);
+    let reopened = open_dlq(&image);
+    assert_eq!(
+        reopened.end_offset(),
+        2,
+        "dead letters were lost although their source offsets were committed past them"
+    );
 }
