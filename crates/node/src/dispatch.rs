@@ -176,15 +176,21 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
                         nack.group, nack.batch_id
                     ),
                 )),
-                Some(consumer) => consumer
-                    .nack_id(
-                        nack.partition,
-                        weir_store::BatchId(nack.batch_id),
-                        Duration::from_millis(nack.delay_ms),
-                        nack.reason.as_deref(),
-                    )
-                    .map(|()| Response::Nacked)
-                    .map_err(store_error),
+                // On a blocking thread: the nack waits for the partition's lock, which a fetch
+                // may hold through a log read or a dead letter's fsync.
+                Some(consumer) => {
+                    blocking(shared, move |_| {
+                        consumer
+                            .nack_id(
+                                nack.partition,
+                                weir_store::BatchId(nack.batch_id),
+                                Duration::from_millis(nack.delay_ms),
+                                nack.reason.as_deref(),
+                            )
+                            .map(|()| Response::Nacked)
+                    })
+                    .await
+                }
             }
         }
         Request::ListGroups => {

@@ -926,12 +926,15 @@ impl Inner {
                 let _ = handle.join();
             }
         }
-        let _admin = lock(&self.topic_admin);
         let mut first_error: Option<Error> = None;
         let groups: Vec<Arc<Group>> = lock(&self.groups)
             .values()
             .filter_map(Weak::upgrade)
             .collect();
+        // Groups are committed before the topic-admin lock is taken: a fetch in flight may
+        // hold a partition's lock while it creates the group's dead-letter topic (which takes
+        // the admin lock), and a commit takes the partition's lock — taking them the other way
+        // round here could deadlock with it. (The creation then finds the store closed.)
         for group in groups {
             // Members waiting on a full window would otherwise sleep until their deadline.
             group.wake();
@@ -940,6 +943,9 @@ impl Inner {
                 first_error.get_or_insert(error);
             }
         }
+        // No topic is created or deleted while the topics close: `create_topic` checks
+        // `closed` again under this lock.
+        let _admin = lock(&self.topic_admin);
         for topic in self.topics_snapshot() {
             if let Err(error) = topic.close() {
                 first_error.get_or_insert(error);
