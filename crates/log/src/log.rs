@@ -3,7 +3,7 @@
 //! durable events under [`SyncPolicy::Always`]), reads, waiting for new events, retention, the
 //! recovery checkpoint and recovery itself at open.
 //!
-//! Locks, always taken in this order: `writer` → `sync` → `visible`; `maintenance` and
+//! Locks, always taken in this order: `writer` → `fsync` → `sync` → `visible`; `maintenance` and
 //! `checkpoint` are never held while waiting for another lock of this list except `segments`,
 //! which is only ever held briefly and last.
 //!
@@ -13,6 +13,9 @@
 //! - `visible` ≤ `durable` ≤ written under `Always`; `visible` = written otherwise;
 //! - after a failed fsync, or a failed write other than a full device, the log is poisoned:
 //!   nothing more is acknowledged; a full device fails the append and cuts its partial bytes;
+//! - fsyncs of segment files run one at a time (`fsync`), and none starts after a failed one:
+//!   Linux reports a writeback error to one fsync of an open file only, so a second fsync
+//!   running beside a failing one could return `Ok` for pages that never reached the disk;
 //! - the checkpoint never names a position that is not durable.
 
 use std::collections::BTreeMap;
@@ -188,6 +191,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     lock_file: Mutex<Option<Box<dyn StorageLock>>>,
     writer: Mutex<Writer>,
+    /// Held through every fsync of a segment file and the poisoning that follows a failed one
+    /// (see [`Log::fsync_segment`]).
+    fsync: Mutex<()>,
     sync: Mutex<SyncState>,
     /// `sync.durable.next_offset`, readable without the lock: a woken waiter checks it and
     /// returns without contending for `sync` (64 appenders re-taking one lock after every
@@ -305,6 +311,7 @@ impl Log {
                     timestamps: Vec::new(),
                     closed: false,
                 }),
+                fsync: Mutex::new(()),
                 sync: Mutex::new(SyncState {
                     durable: end,
                     in_progress: false,
@@ -370,6 +377,25 @@ impl Log {
     /// later calls are ignored). weir-store uses it for its fsync metrics.
     pub fn observe_syncs(&self, observer: SyncObserver) {
         let _ = self.inner.sync_observer.set(observer);
+    }
+
+    /// Fsyncs a segment file (`sync_data`) after every write so far, one fsync at a time: under
+    /// the `fsync` lock, refused once the log is poisoned, and a failure poisons the log before
+    /// the lock is let go. A writeback error is reported to one fsync of a file description
+    /// only; without this, a roll's or a close's fsync running beside a group commit's failing
+    /// one could return `Ok` and mark unwritten events durable.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`], also for the fsync that failed.
+    fn fsync_segment(&self, file: &dyn StorageFile, path: &Path) -> Result<()> {
+        let _one_at_a_time = lock(&self.inner.fsync);
+        if let Some(cause) = self.inner.poison.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        self.timed_sync(file)
+            .map_err(|source| self.poison(Error::io("fsync", path, source)))
     }
 
     /// Runs `sync_data` on `file`, reporting its duration to the observer.
@@ -604,9 +630,7 @@ impl Log {
     fn roll(&self, writer: &mut Writer, now_ms: u64) -> Result<()> {
         let inner = &self.inner;
         self.cut_preallocated(writer)?;
-        if let Err(source) = self.timed_sync(&*writer.file) {
-            return Err(self.poison(Error::io("fsync", &writer.active.path, source)));
-        }
+        self.fsync_segment(&*writer.file, &writer.active.path)?;
         self.mark_durable(writer.end);
         if let Some(index) = writer.active.index_file() {
             if let Err(error) =
@@ -906,9 +930,7 @@ impl Log {
         if !target.is_after(&lock(&inner.sync).durable) {
             return Ok(());
         }
-        if let Err(source) = self.timed_sync(&*file) {
-            return Err(self.poison(Error::io("fsync", &path, source)));
-        }
+        self.fsync_segment(&*file, &path)?;
         self.mark_durable(target);
         let checkpoint_due = {
             let checkpoint = lock(&inner.checkpoint);
@@ -918,7 +940,12 @@ impl Log {
         };
         if checkpoint_due {
             let refreshed = self.update_checkpoint(|checkpoint| {
-                if target.next_offset >= checkpoint.next_offset {
+                // Only forwards, by position in the log: a round that fsynced the end of a
+                // segment before a roll must not move the checkpoint (at the same offset) back
+                // from the new segment into the old one, which retention may have removed.
+                if (target.segment_base, target.position)
+                    > (checkpoint.segment_base_offset, checkpoint.position)
+                {
                     checkpoint.segment_base_offset = target.segment_base;
                     checkpoint.position = target.position;
                     checkpoint.next_offset = target.next_offset;
@@ -1235,9 +1262,19 @@ impl Log {
         // after a roll): move it to the durable end, which is in the active segment, so that it
         // never names a segment that is gone.
         let durable = lock(&inner.sync).durable;
+        // The durable end is in the active segment (a roll fsyncs and marks the new segment's
+        // start durable), which is never a victim.
+        debug_assert!(victims
+            .iter()
+            .all(|(segment, _)| segment.base_offset != durable.segment_base));
         self.update_checkpoint(|checkpoint| {
             checkpoint.start_offset = checkpoint.start_offset.max(new_start);
-            if checkpoint.segment_base_offset < new_start && durable.segment_base >= new_start {
+            // Whether or not `new_start` falls in the active segment (`truncate_before` may cut
+            // into it), a checkpoint naming a segment removed here moves to the durable end.
+            let names_a_victim = victims
+                .iter()
+                .any(|(segment, _)| segment.base_offset == checkpoint.segment_base_offset);
+            if names_a_victim {
                 checkpoint.segment_base_offset = durable.segment_base;
                 checkpoint.position = durable.position;
                 checkpoint.next_offset = durable.next_offset;
@@ -1379,9 +1416,7 @@ impl Log {
             });
         }
         self.cut_preallocated(writer)?;
-        if let Err(source) = writer.file.sync_data() {
-            return Err(self.poison(Error::io("fsync", &writer.active.path, source)));
-        }
+        self.fsync_segment(&*writer.file, &writer.active.path)?;
         self.mark_durable(writer.end);
         if let Some(index) = writer.active.index_file() {
             segment::write_index_file(&*inner.storage, &writer.active.index_path, &index, true)?;
@@ -1624,7 +1659,6 @@ impl Opener<'_> {
             .map_err(|e| Error::io("list directory", dir, e))?;
         let mut bases = Vec::new();
         let mut index_bases = Vec::new();
-        let mut dir_changed = false;
         let mut clean = false;
         let mut has_checkpoint = false;
         for name in &names {
@@ -1634,7 +1668,6 @@ impl Opener<'_> {
                 index_bases.push(base);
             } else if name.ends_with(TMP_SUFFIX) {
                 self.remove(&dir.join(name), &mut report)?;
-                dir_changed = true;
             } else if name == CLEAN_SHUTDOWN_FILE {
                 clean = true;
             } else if name == CHECKPOINT_FILE {
@@ -1687,12 +1720,10 @@ impl Opener<'_> {
         while bases.len() > 1 && bases[1] <= start_offset {
             let base = bases.remove(0);
             self.remove(&dir.join(segment::segment_file_name(base)), &mut report)?;
-            dir_changed = true;
         }
         for base in index_bases {
             if bases.binary_search(&base).is_err() {
                 self.remove(&dir.join(segment::index_file_name(base)), &mut report)?;
-                dir_changed = true;
             }
         }
         if clean {
@@ -1700,13 +1731,14 @@ impl Opener<'_> {
             // for a clean shutdown.
             self.remove(&dir.join(CLEAN_SHUTDOWN_FILE), &mut report)?;
             report.files_removed.pop();
-            dir_changed = true;
         }
-        if dir_changed {
-            storage
-                .sync_dir(dir)
-                .map_err(|e| Error::io("fsync directory", dir, e))?;
-        }
+        // Always, not only when recovery changed the directory: a process killed between
+        // creating a segment file and fsyncing the directory leaves an entry that is in the
+        // page cache but maybe not on disk, and appends to that segment are about to be
+        // acknowledged.
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
 
         let mut segments = BTreeMap::new();
         for &base in &bases {

@@ -69,6 +69,9 @@ struct State {
     capacity_bytes: Option<u64>,
     /// How long each `sync_data` takes (see [`SimStorage::sync_delay`]).
     sync_delay: Option<std::time::Duration>,
+    /// `sync_data` calls running now, per file, and the most ever seen on one file.
+    syncing: HashMap<FileId, u32>,
+    syncing_max: u32,
 }
 
 impl State {
@@ -153,6 +156,12 @@ impl SimStorage {
     /// it), like a disk: so tests see appenders pile up behind a running fsync.
     pub fn sync_delay(&self, delay: Option<std::time::Duration>) {
         self.lock_state().sync_delay = delay;
+    }
+
+    /// The most `sync_data` calls ever seen running at once on one file (the log runs them one
+    /// at a time: a writeback error is reported to one of two concurrent fsyncs only).
+    pub fn concurrent_syncs_of_one_file_max(&self) -> u32 {
+        self.lock_state().syncing_max
     }
 
     /// Breaks `sync_data`: it succeeds without making anything durable.
@@ -399,10 +408,28 @@ impl StorageFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        let delay = self.storage.lock_state().sync_delay;
+        let delay = {
+            let mut state = self.storage.lock_state();
+            let running = state.syncing.entry(self.id).or_default();
+            *running += 1;
+            let running = *running;
+            state.syncing_max = state.syncing_max.max(running);
+            state.sync_delay
+        };
         if let Some(delay) = delay {
             std::thread::sleep(delay);
         }
+        let result = self.sync_now();
+        if let Some(running) = self.storage.lock_state().syncing.get_mut(&self.id) {
+            *running -= 1;
+        }
+        result
+    }
+}
+
+impl SimFile {
+    /// `sync_data` once its delay has passed.
+    fn sync_now(&self) -> io::Result<()> {
         let mut state = self.storage.begin()?;
         let lying = state.lying_sync;
         let file = state

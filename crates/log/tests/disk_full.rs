@@ -245,3 +245,77 @@ fn retention_after_a_checkpoint_that_lagged_on_a_full_device_keeps_the_log_opena
     }
     assert!(lagged > 0, "the device never filled");
 }
+
+/// The checkpoint as it is on the device now.
+fn checkpoint_now(storage: &SimStorage) -> weir_log::format::Checkpoint {
+    let bytes = storage
+        .read_file(&std::path::Path::new(DIR).join(weir_log::CHECKPOINT_FILE))
+        .expect("a checkpoint file");
+    weir_log::format::Checkpoint::decode(&bytes).expect("a sound checkpoint")
+}
+
+/// As above, but with an event acknowledged in the new segment while the checkpoint still names
+/// the sealed one, and `truncate_before` cutting into the active segment: the checkpoint must
+/// move off the segment it removes. (Found in review: the guard only moved it when the new
+/// start was at or below the active segment's base, and the next open failed.)
+#[test]
+fn truncating_into_the_active_segment_moves_a_lagging_checkpoint_off_the_removed_one() {
+    let mut config = config();
+    config.segment_bytes_max = 4096;
+    config.preallocate_bytes = 0;
+    let v = value(7, 100);
+    // How many appends fit in the first segment, and the bytes one append adds.
+    let (before_roll, frame_bytes) = {
+        let storage = SimStorage::new();
+        let log = open(&storage, &config).unwrap();
+        let mut count = 0u64;
+        let mut frame_bytes = 0;
+        while log.stats().unwrap().segments == 1 {
+            let used = storage.used_bytes();
+            log.append(&[AppendEvent::value(&v)]).unwrap();
+            if log.stats().unwrap().segments == 1 {
+                frame_bytes = storage.used_bytes() - used;
+            }
+            count += 1;
+        }
+        (count - 1, frame_bytes)
+    };
+    let mut exercised = 0;
+    for extra in 0..200u64 {
+        let storage = SimStorage::new();
+        let log = open(&storage, &config).unwrap();
+        for _ in 0..before_roll {
+            log.append(&[AppendEvent::value(&v)]).unwrap();
+        }
+        // The roll on a nearly full device: room for the new segment and `extra` bytes more.
+        storage.capacity_bytes(Some(storage.used_bytes() + extra));
+        let _ = log.append(&[AppendEvent::value(&v)]);
+        if log.stats().unwrap().segments != 2 || checkpoint_now(&storage).segment_base_offset != 0 {
+            continue;
+        }
+        // The checkpoint lags in segment 0. An event is acknowledged in segment 1 with room for
+        // exactly its frame, so the refresh after it finds the device full too.
+        if log.end_offset() == before_roll {
+            storage.capacity_bytes(Some(storage.used_bytes() + frame_bytes));
+            if log.append(&[AppendEvent::value(&v)]).is_err() {
+                continue;
+            }
+        }
+        if checkpoint_now(&storage).segment_base_offset != 0 {
+            continue;
+        }
+        exercised += 1;
+        storage.capacity_bytes(None);
+        let end = log.end_offset();
+        assert!(end > before_roll, "extra {extra}");
+        log.truncate_before(end).unwrap();
+        let image = storage.power_cut(CrashMode::DropUnsynced);
+        drop(log);
+        let reopened = open(&image, &config).unwrap_or_else(|e| {
+            panic!("extra {extra}: the log does not open after the truncation: {e}")
+        });
+        assert_eq!(reopened.start_offset(), end, "extra {extra}");
+        assert_eq!(reopened.end_offset(), end, "extra {extra}");
+    }
+    assert!(exercised > 0, "no roll left the checkpoint lagging");
+}

@@ -562,6 +562,43 @@ fn appenders_behind_a_slow_fsync_share_the_next_one() {
     assert!(calls < 640 + 200, "{calls} storage calls for 640 appends");
 }
 
+/// A roll fsyncs the segment it seals while a group-commit round may be fsyncing the same file:
+/// the two must not run at once (a writeback error is reported to one fsync of an open file
+/// only, so the other could return `Ok` for pages that never reached the disk). Found in
+/// review: roll and close called `sync_data` beside the group commit.
+#[test]
+fn a_roll_never_fsyncs_a_segment_beside_a_running_group_commit() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let mut config = LogConfig::default();
+    config.segment_bytes_max = 4096;
+    let log = Arc::new(sim_log(&storage, &clock, config));
+    storage.sync_delay(Some(std::time::Duration::from_millis(1)));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..60u8 {
+                    log.append(&[AppendEvent::value(&[t; 100])]).unwrap();
+                    let _ = i;
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(
+        log.stats().unwrap().segments > 10,
+        "the appends must roll often"
+    );
+    assert_eq!(
+        storage.concurrent_syncs_of_one_file_max(),
+        1,
+        "two fsyncs of one segment file ran at once"
+    );
+}
+
 /// An fsync that fails while appenders are parked behind it wakes every one of them with an
 /// error; none hangs, and every append acknowledged before it survives a reopen.
 #[test]
