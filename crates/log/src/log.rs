@@ -939,18 +939,8 @@ impl Log {
                     >= inner.config.checkpoint_interval_bytes
         };
         if checkpoint_due {
-            let refreshed = self.update_checkpoint(|checkpoint| {
-                // Only forwards, by position in the log: a round that fsynced the end of a
-                // segment before a roll must not move the checkpoint (at the same offset) back
-                // from the new segment into the old one, which retention may have removed.
-                if (target.segment_base, target.position)
-                    > (checkpoint.segment_base_offset, checkpoint.position)
-                {
-                    checkpoint.segment_base_offset = target.segment_base;
-                    checkpoint.position = target.position;
-                    checkpoint.next_offset = target.next_offset;
-                }
-            });
+            let refreshed =
+                self.update_checkpoint(|checkpoint| advance_checkpoint(checkpoint, target));
             self.checkpoint_lags_if_full(refreshed)?;
         }
         Ok(())
@@ -1572,6 +1562,20 @@ impl Future for WaitForOffset<'_> {
 /// Takes off the list the waiters whose events are durable now and, if `with_leader`, the first
 /// of the others (to lead the next round); returns their threads, to unpark once `sync` is
 /// released.
+/// Moves the checkpoint's durable position to `durable`, only forwards by position in the log
+/// (segment, then byte): a round that fsynced the end of a segment before a roll must not move
+/// it back from the new segment into the old one (at the same offset), which retention may have
+/// removed since.
+fn advance_checkpoint(checkpoint: &mut Checkpoint, durable: EndPoint) {
+    if (durable.segment_base, durable.position)
+        > (checkpoint.segment_base_offset, checkpoint.position)
+    {
+        checkpoint.segment_base_offset = durable.segment_base;
+        checkpoint.position = durable.position;
+        checkpoint.next_offset = durable.next_offset;
+    }
+}
+
 fn take_waiters(sync: &mut SyncState, with_leader: bool) -> Vec<std::thread::Thread> {
     let durable = sync.durable.next_offset;
     let mut leader_picked = !with_leader;
@@ -2060,5 +2064,45 @@ impl Opener<'_> {
             .map_err(|e| Error::io("remove", path, e))?;
         report.files_removed.push(path.to_path_buf());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_never_moves_back_into_an_older_segment() {
+        // After a roll at offset 100 the checkpoint names the new segment's start.
+        let rolled = Checkpoint {
+            start_offset: 0,
+            segment_base_offset: 100,
+            position: SEGMENT_HEADER_LEN as u64,
+            next_offset: 100,
+        };
+        // A round that fsynced the old segment's end (the same offset) finishes late.
+        let mut checkpoint = rolled;
+        let old_end = EndPoint {
+            next_offset: 100,
+            segment_base: 0,
+            position: 4_000,
+        };
+        advance_checkpoint(&mut checkpoint, old_end);
+        assert_eq!(checkpoint, rolled, "moved back into the sealed segment");
+        // A later position in the new segment moves it.
+        let later = EndPoint {
+            next_offset: 105,
+            segment_base: 100,
+            position: 600,
+        };
+        advance_checkpoint(&mut checkpoint, later);
+        assert_eq!(
+            (
+                checkpoint.segment_base_offset,
+                checkpoint.position,
+                checkpoint.next_offset
+            ),
+            (100, 600, 105)
+        );
     }
 }
