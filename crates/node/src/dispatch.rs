@@ -60,9 +60,20 @@ impl Shared {
 
     /// Lets go of the node's consumers of `group` (all topics, or one), so the group can be
     /// reset or deleted; their leases are forgotten (a later ack of them is `unknown_batch`).
-    fn release_group(&self, group: &str, topic: Option<&str>) {
-        self.consumers()
-            .retain(|(g, t), _| !(g == group && topic.is_none_or(|topic| topic == t)));
+    /// Lets go of the group's consumers held for connections (a reset or delete refuses while
+    /// a group has members), returning them so that their acknowledged progress can be
+    /// committed first: acks already answered `Acked` are then not lost if the reset or delete
+    /// is refused after all (another request still holding the group).
+    fn release_group(&self, group: &str, topic: Option<&str>) -> Vec<Consumer> {
+        let mut released = Vec::new();
+        self.consumers().retain(|(g, t), (consumer, _)| {
+            let release = g == group && topic.is_none_or(|topic| topic == t);
+            if release {
+                released.push(consumer.clone());
+            }
+            !release
+        });
+        released
     }
 
     /// Commits every consumer's acknowledged progress (shutdown).
@@ -75,6 +86,15 @@ impl Shared {
         }
         self.consumers().clear();
     }
+}
+
+/// Commits the acknowledged progress of consumers let go of for a reset or delete, and drops
+/// them (so the group has no members left from this node).
+fn commit_released(released: Vec<Consumer>) -> Result<(), StoreError> {
+    for consumer in released {
+        consumer.commit()?;
+    }
+    Ok(())
 }
 
 /// Executes one request (never the handshake).
@@ -223,7 +243,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
             .await
         }
         Request::ResetGroup(reset) => {
-            shared.release_group(&reset.group, Some(&reset.topic));
+            let released = shared.release_group(&reset.group, Some(&reset.topic));
             let to = match reset.to {
                 proto::ResetTo::Earliest => ResetTo::Earliest,
                 proto::ResetTo::Latest => ResetTo::Latest,
@@ -231,6 +251,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
                 proto::ResetTo::TimeMs(time) => ResetTo::TimeMs(time),
             };
             blocking(shared, move |store| {
+                commit_released(released)?;
                 let moved = store.reset_group(&reset.group, &reset.topic, to, reset.partition)?;
                 Ok(Response::GroupReset(
                     moved
@@ -242,8 +263,9 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
             .await
         }
         Request::DeleteGroup { group } => {
-            shared.release_group(&group, None);
+            let released = shared.release_group(&group, None);
             blocking(shared, move |store| {
+                commit_released(released)?;
                 store.delete_group(&group).map(|()| Response::GroupDeleted)
             })
             .await
