@@ -579,45 +579,48 @@ fn a_stale_batch_id_from_an_earlier_group_instance_is_unknown() {
     consumer.ack(&new).unwrap();
 }
 
+/// A topic deleted and created again under its name starts at offset 0: a group's offsets in
+/// the old topic are deleted with it, so the group reads the new topic from its first event —
+/// whether the new topic is shorter than the old offset (it used to be clamped to the end,
+/// skipping what was there) or longer (it used to resume in the middle, silently). Found in
+/// review.
 #[test]
-fn a_committed_offset_past_a_recreated_topics_end_is_moved_back_durably() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path());
-    store.create_topic("t", TopicConfig::default()).unwrap();
-    let records: Vec<Record> = (0..20).map(|i| Record::new(format!("{i}"))).collect();
-    store
-        .append("t", &records, Partitioning::Partition(0))
-        .unwrap();
-    store
-        .reset_group("g", "t", weir_store::ResetTo::Latest, None)
-        .unwrap();
-    store.delete_topic("t").unwrap();
-    store.create_topic("t", TopicConfig::default()).unwrap();
-    store
-        .append("t", &records[..5], Partitioning::Partition(0))
-        .unwrap();
-    let mut config = ConsumerConfig::default();
-    config.batch_size = 5;
-    let consumer = store.consumer("g", "t", config).unwrap();
-    assert_eq!(
-        store.describe_group("g").unwrap().partitions[0].committed_offset,
-        5,
-        "clamped to the end"
-    );
-    store
-        .append("t", &records[..5], Partitioning::Partition(0))
-        .unwrap();
-    let batch = consumer
-        .next_batch(Duration::from_secs(1))
-        .unwrap()
-        .unwrap();
-    assert_eq!(batch.first_offset, 5);
-    consumer.ack(&batch).unwrap();
-    assert_eq!(
-        store.describe_group("g").unwrap().partitions[0].committed_offset,
-        10,
-        "commits work after the clamp"
-    );
+fn a_group_reads_a_recreated_topic_from_its_first_event() {
+    for new_events in [5usize, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        let records: Vec<Record> = (0..30).map(|i| Record::new(format!("{i}"))).collect();
+        store
+            .append("t", &records[..20], Partitioning::Partition(0))
+            .unwrap();
+        store
+            .reset_group("g", "t", weir_store::ResetTo::Latest, None)
+            .unwrap();
+        assert_eq!(
+            store.describe_group("g").unwrap().partitions[0].committed_offset,
+            20
+        );
+        store.delete_topic("t").unwrap();
+        store.create_topic("t", TopicConfig::default()).unwrap();
+        store
+            .append("t", &records[..new_events], Partitioning::Partition(0))
+            .unwrap();
+        let mut config = ConsumerConfig::default();
+        config.batch_size = 5;
+        let consumer = store.consumer("g", "t", config).unwrap();
+        let batch = consumer
+            .next_batch(Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(batch.first_offset, 0, "{new_events} new events");
+        consumer.ack(&batch).unwrap();
+        assert_eq!(
+            store.describe_group("g").unwrap().partitions[0].committed_offset,
+            5,
+            "{new_events} new events"
+        );
+    }
 }
 
 #[test]
@@ -639,4 +642,27 @@ fn consumer_settings_whose_dead_letters_could_not_be_stored_are_refused() {
         store.consumer(&"g".repeat(245), "t", ConsumerConfig::default()),
         Err(Error::InvalidName(_))
     ));
+}
+
+/// Found in review: a topic named `.deleted-…` was removed at the next open as an interrupted
+/// deletion, and a topic with a name near the length limit could not be deleted (the renamed
+/// directory's name, which held the topic's, went past 255 bytes).
+#[test]
+fn reserved_names_are_refused_and_the_longest_names_can_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let error = store
+        .create_topic(".deleted-x", TopicConfig::default())
+        .unwrap_err();
+    assert!(error.to_string().contains("reserved"), "{error}");
+    assert!(store.list_topics().unwrap().is_empty());
+    let longest = "t".repeat(weir_offsets::NAME_BYTES_MAX);
+    store
+        .create_topic(&longest, TopicConfig::default())
+        .unwrap();
+    store.delete_topic(&longest).unwrap();
+    store
+        .create_topic(&longest, TopicConfig::default())
+        .unwrap();
+    assert_eq!(store.list_topics().unwrap(), vec![longest]);
 }

@@ -76,6 +76,11 @@ pub struct OffsetStore {
     clock: Arc<dyn Clock>,
     /// Serialises writers; see the module docs. Guards no data.
     writer: Mutex<()>,
+    /// Held through each sync (sled's flush and our `fdatasync`) and the poisoning after a
+    /// failed one; holds the ticket up to which a sync succeeded. See [`OffsetStore::sync`].
+    sync_lock: Mutex<u64>,
+    /// Tickets of writes waiting to be synced, taken once each write is applied.
+    sync_tickets: AtomicU64,
     poisoned: AtomicBool,
 }
 
@@ -239,6 +244,8 @@ impl OffsetStore {
             lock_file: None,
             clock: Arc::new(SystemClock),
             writer: Mutex::new(()),
+            sync_lock: Mutex::new(0),
+            sync_tickets: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
         };
         store.check_marker()?;
@@ -679,6 +686,42 @@ impl OffsetStore {
         Ok(deleted)
     }
 
+    /// Deletes every group's committed offsets for `topic`, durably (one batch, one sync), and
+    /// returns how many partitions' offsets it removed. weir-store calls it when a topic is
+    /// deleted, before the topic's files go: a topic created again under the same name starts
+    /// at offset 0, and a group's old offset there would skip its first events.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`]; [`Error::Corrupt`] naming a key that does not decode (nothing is
+    /// deleted then); [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`].
+    pub fn delete_topic(&self, topic: &str) -> Result<usize> {
+        check_name(NameKind::Topic, topic)?;
+        self.check_writable()?;
+        let deleted = {
+            let _writer = self.lock_writer();
+            let mut batch = sled::Batch::default();
+            let mut deleted = 0;
+            for entry in self.tree.iter() {
+                let (key, value) = entry.map_err(|source| self.storage("scan offsets", source))?;
+                if self.decode_key(&key)?.topic != topic {
+                    continue;
+                }
+                deleted += record::decode(&value).map_or(1, |block| block.len());
+                batch.remove(key);
+            }
+            if deleted > 0 {
+                if let Err(source) = self.tree.apply_batch(batch) {
+                    return Err(self.poison("delete a topic's offsets", source));
+                }
+            }
+            deleted
+        };
+        if deleted > 0 {
+            self.sync()?;
+        }
+        Ok(deleted)
+    }
+
     /// Moves every committed offset that is past its partition's log end back to the log end,
     /// durably (each block a compare-and-swap, one sync after them all; a crash in between
     /// leaves offsets that the next open's clamp moves), and reports what it found. Call it right after opening, with the
@@ -904,7 +947,25 @@ impl OffsetStore {
     }
 
     /// Makes every write so far durable: sled's flush, then `fdatasync` of its log file.
+    ///
+    /// One sync at a time, and none once the store is poisoned: Linux reports a writeback
+    /// error to one `fdatasync` of an open file only, so a second writer's sync running beside
+    /// (or after) a failing one could return `Ok` for a value that never reached the disk.
+    /// Writers share syncs (group commit): a write applied before a sync started is covered
+    /// by it, so a writer whose ticket a finished sync already covers returns at once.
     fn sync(&self) -> Result<()> {
+        // Taken after this caller's write was applied to sled.
+        let ticket = self.sync_tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self
+            .sync_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.check_writable()?;
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every write with a ticket up to here was applied before this flush starts.
+        let covered = self.sync_tickets.load(Ordering::SeqCst);
         if let Err(source) = self.db.flush() {
             return Err(self.poison("flush", source));
         }
@@ -916,6 +977,7 @@ impl OffsetStore {
                 source,
             });
         }
+        *synced = covered;
         Ok(())
     }
 

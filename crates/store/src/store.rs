@@ -351,6 +351,24 @@ impl Store {
             tracing::warn!(group = %clamped.at.group, topic = %clamped.at.topic, partition = clamped.at.partition, committed = clamped.committed, log_end = clamped.log_end, "clamped a committed offset to the log end");
         }
         report.offsets_clamped = clamp.clamped;
+        // Offsets of topics that no longer exist (deleted by a version that kept them): a topic
+        // created again under the name would start at 0 and the group would skip its events.
+        let mut gone: Vec<&str> = clamp
+            .without_log_end
+            .iter()
+            .map(|at| at.topic.as_str())
+            .filter(|topic| !topics.contains_key(*topic))
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        for topic in gone {
+            let removed = offsets.delete_topic(topic)?;
+            tracing::warn!(
+                topic,
+                removed,
+                "deleted committed offsets of a topic that does not exist"
+            );
+        }
         tracing::info!(
             root = %root.display(),
             topics = topics.len(),
@@ -479,6 +497,10 @@ impl Store {
                 topic: topic_name,
             });
         }
+        // The groups' offsets go first, durably: a topic created again under this name starts
+        // at offset 0, and an old offset there would skip its first events. (A crash between
+        // the two leaves the topic with its events and no offsets: redelivery, never a skip.)
+        inner.offsets.delete_topic(name)?;
         topic.close()?;
         inner.topics_write().remove(name);
         drop(topic);
@@ -769,6 +791,15 @@ impl Inner {
     pub(crate) fn create_topic(&self, name: &str, config: TopicConfig) -> Result<()> {
         self.check_open()?;
         weir_offsets::validate_name(name)?;
+        if name.starts_with(DELETED_PREFIX) {
+            // Open removes such directories as interrupted deletions.
+            return Err(Error::InvalidConfig {
+                field: "topic name".into(),
+                reason: format!(
+                    "names starting with {DELETED_PREFIX:?} are reserved for topics being deleted"
+                ),
+            });
+        }
         config.validate(&self.config)?;
         let _admin = lock(&self.topic_admin);
         // Checked again under the admin lock: close() takes it before closing the topics.

@@ -1,7 +1,7 @@
 //! Topics on disk: `topics/<name>/topic.json` (the metadata, written last and crash-safely:
 //! temporary file, fsync, rename, directory fsync) and one weir-log directory per partition,
 //! `topics/<name>/<partition>/`. A topic directory without a metadata file is an interrupted
-//! creation and is removed at open; a deleted topic is first renamed to `.deleted-<name>-<n>`
+//! creation and is removed at open; a deleted topic is first renamed to `.deleted-<n>`
 //! (atomic), then removed.
 
 use std::io;
@@ -218,7 +218,9 @@ pub(crate) fn remove_topic_dir(
     nonce: u64,
 ) -> Result<()> {
     let dir = topics_dir.join(name);
-    let doomed = topics_dir.join(format!("{DELETED_PREFIX}{name}-{nonce}"));
+    // Named by the nonce alone: the topic's name in it could take it past the 255-byte limit
+    // of a file name (a 249-byte topic could then never be deleted).
+    let doomed = topics_dir.join(format!("{DELETED_PREFIX}{nonce}"));
     storage
         .rename(&dir, &doomed)
         .map_err(|e| Error::io("rename away", &dir, e))?;
