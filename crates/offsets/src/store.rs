@@ -340,6 +340,12 @@ impl OffsetStore {
             .map(|(key, block)| (key, record::encode(&block)))
             .collect();
         let migrated = (&old, &self.tree, meta).transaction(|(old, new, meta)| {
+            // Another store on the same database (`open_in` twice) may have migrated since the
+            // format 1 tree was read above, and committed newer offsets in format 2 since: its
+            // marker says so, and the stale snapshot must not be written over them.
+            if meta.get(marker::MARKER_KEY)?.as_deref() == Some(marker::MARKER_VALUE) {
+                return Ok(false);
+            }
             for (key, value) in &values {
                 let _previous = new.insert(key.as_slice(), value.as_slice())?;
             }
@@ -347,10 +353,11 @@ impl OffsetStore {
                 let _previous = old.remove(key)?;
             }
             let _previous = meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)?;
-            Ok::<_, ConflictableTransactionError<()>>(())
+            Ok::<_, ConflictableTransactionError<()>>(true)
         });
         match migrated {
-            Ok(()) => {}
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
             Err(TransactionError::Abort(())) => unreachable!("the migration never aborts"),
             Err(TransactionError::Storage(source)) => {
                 return Err(self.poison("migrate format 1 offsets", source));
