@@ -499,6 +499,23 @@ fn an_incomplete_topic_directory_is_removed_at_open_and_damaged_metadata_is_repo
     assert_eq!(store.list_topics().unwrap(), vec!["good".to_string()]);
     store.close().unwrap();
     drop(store);
+    // Well-formed, but a configuration no store would write (found in review: `partitions: 0`
+    // opened, then a keyless append divided by zero).
+    let meta_path = dir.path().join("topics/good/topic.json");
+    let meta = std::fs::read_to_string(&meta_path).unwrap();
+    let zero = meta
+        .replace("\"partitions\":1", "\"partitions\":0")
+        .replace("\"partitions\": 1", "\"partitions\": 0");
+    assert_ne!(
+        zero, meta,
+        "the test must find the partition count in {meta}"
+    );
+    std::fs::write(&meta_path, zero).unwrap();
+    let error = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Corrupt { path, .. } if path.ends_with("topic.json")),
+        "{error}"
+    );
     std::fs::write(dir.path().join("topics/good/topic.json"), b"{ not json").unwrap();
     let error = Store::open(dir.path()).unwrap_err();
     assert!(

@@ -102,6 +102,14 @@ impl Topic {
                 ),
             });
         }
+        // A hand-edited or damaged file must not get past here (`partitions: 0` would divide by
+        // zero on the first keyless append).
+        if let Err(invalid) = meta.config.validate(store) {
+            return Err(Error::Corrupt {
+                path: dir.join(TOPIC_FILE),
+                reason: format!("holds a configuration that is not valid: {invalid}"),
+            });
+        }
         Topic::open_logs(dir, meta, store)
     }
 
