@@ -670,27 +670,11 @@ impl OffsetStore {
     /// write or sync failed.
     pub fn delete_group(&self, group: &str) -> Result<usize> {
         check_name(NameKind::Group, group)?;
-        self.check_writable()?;
-        let deleted = {
-            let _writer = self.lock_writer();
-            let mut batch = sled::Batch::default();
-            let mut deleted = 0;
-            for entry in self.tree.scan_prefix(keys::group_prefix(group)) {
-                let (key, value) = entry.map_err(|source| self.storage("scan a group", source))?;
-                deleted += record::decode(&value).map_or(1, |block| block.len());
-                batch.remove(key);
-            }
-            if deleted > 0 {
-                if let Err(source) = self.tree.apply_batch(batch) {
-                    return Err(self.poison("delete a group", source));
-                }
-            }
-            deleted
-        };
-        if deleted > 0 {
-            self.sync()?;
-        }
-        Ok(deleted)
+        self.delete_where(
+            || self.tree.scan_prefix(keys::group_prefix(group)),
+            |_| Ok(true),
+            "delete a group",
+        )
     }
 
     /// Deletes every group's committed offsets for `topic`, durably (one batch, one sync), and
@@ -703,14 +687,33 @@ impl OffsetStore {
     /// deleted then); [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`].
     pub fn delete_topic(&self, topic: &str) -> Result<usize> {
         check_name(NameKind::Topic, topic)?;
+        self.delete_where(
+            || self.tree.iter(),
+            |key| Ok(self.decode_key(key)?.topic == topic),
+            "delete a topic's offsets",
+        )
+    }
+
+    /// Deletes the blocks `scan` yields that `chosen` picks, in one batch made durable by one
+    /// sync; returns how many partitions' offsets they held (a value that does not decode counts
+    /// as one).
+    fn delete_where<I>(
+        &self,
+        scan: impl FnOnce() -> I,
+        chosen: impl Fn(&[u8]) -> Result<bool>,
+        operation: &'static str,
+    ) -> Result<usize>
+    where
+        I: Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+    {
         self.check_writable()?;
         let deleted = {
             let _writer = self.lock_writer();
             let mut batch = sled::Batch::default();
             let mut deleted = 0;
-            for entry in self.tree.iter() {
+            for entry in scan() {
                 let (key, value) = entry.map_err(|source| self.storage("scan offsets", source))?;
-                if self.decode_key(&key)?.topic != topic {
+                if !chosen(&key)? {
                     continue;
                 }
                 deleted += record::decode(&value).map_or(1, |block| block.len());
@@ -718,7 +721,7 @@ impl OffsetStore {
             }
             if deleted > 0 {
                 if let Err(source) = self.tree.apply_batch(batch) {
-                    return Err(self.poison("delete a topic's offsets", source));
+                    return Err(self.poison(operation, source));
                 }
             }
             deleted
