@@ -8,9 +8,9 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use weir_batch::{
-    BatchConfig, BatchId, CloseReason, Error, LogDeadLetterSink, MemoryDeadLetterSink,
-    MemoryOffsets, OffsetCommits, PartitionReader, HEADER_ATTEMPTS, HEADER_LAST_REASON,
-    HEADER_SOURCE_OFFSET, HEADER_SOURCE_TOPIC,
+    BatchConfig, BatchId, CloseReason, DeadLetterSink, Error, LogDeadLetterSink,
+    MemoryDeadLetterSink, MemoryOffsets, OffsetCommits, PartitionReader, HEADER_ATTEMPTS,
+    HEADER_LAST_REASON, HEADER_SOURCE_OFFSET, HEADER_SOURCE_TOPIC,
 };
 use weir_log::sim::{CrashMode, SimStorage};
 use weir_log::{AppendEvent, Log, LogConfig, SyncPolicy, SystemClock};
@@ -20,13 +20,28 @@ fn reader_with(
     offsets: &Arc<MemoryOffsets>,
     config: BatchConfig,
 ) -> PartitionReader {
+    reader_into(
+        log,
+        offsets,
+        Arc::new(MemoryDeadLetterSink::default()),
+        config,
+    )
+}
+
+/// A reader of `log` for group "g" on topic "t", partition 0, dead-lettering into `sink`.
+fn reader_into(
+    log: &Arc<Log>,
+    offsets: &Arc<MemoryOffsets>,
+    sink: Arc<dyn DeadLetterSink>,
+    config: BatchConfig,
+) -> PartitionReader {
     PartitionReader::open(
         "g",
         "t",
         0,
         log.clone(),
         offsets.clone(),
-        Arc::new(MemoryDeadLetterSink::default()),
+        sink,
         config,
         Arc::new(SystemClock),
     )
@@ -181,17 +196,12 @@ fn dead_letters_go_to_a_log_with_their_source_headers() {
     let mut config = BatchConfig::default();
     config.batch_size = 2;
     config.max_attempts = 2;
-    let reader = PartitionReader::open(
-        "g",
-        "t",
-        0,
-        log.clone(),
-        offsets.clone(),
+    let reader = reader_into(
+        &log,
+        &offsets,
         Arc::new(LogDeadLetterSink::new(dlq.clone())),
         config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    );
     append(&log, 3);
     for _ in 0..2 {
         let batch = reader
@@ -369,17 +379,12 @@ fn dead_letters_survive_a_power_cut_even_in_a_lossy_dead_letter_log() {
     let mut config = BatchConfig::default();
     config.batch_size = 2;
     config.max_attempts = 1;
-    let reader = PartitionReader::open(
-        "g",
-        "t",
-        0,
-        log.clone(),
-        offsets.clone(),
+    let reader = reader_into(
+        &log,
+        &offsets,
         Arc::new(LogDeadLetterSink::new(dlq.clone())),
         config,
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+    );
     append(&log, 3);
     let batch = reader
         .next_batch(Duration::from_secs(1))

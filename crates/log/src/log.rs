@@ -1249,18 +1249,16 @@ impl Log {
     ) -> Result<RetentionReport> {
         let inner = &self.inner;
         // The checkpoint may lag in a segment this removes (a refresh that met a full device
-        // after a roll): move it to the durable end, which is in the active segment, so that it
-        // never names a segment that is gone.
+        // after a roll), whether or not `new_start` is in the active segment (`truncate_before`
+        // may cut into it): move it to the durable end, so that it never names a segment that
+        // is gone. The durable end is in the active segment (a roll fsyncs and marks the new
+        // segment's start durable), which is never a victim.
         let durable = lock(&inner.sync).durable;
-        // The durable end is in the active segment (a roll fsyncs and marks the new segment's
-        // start durable), which is never a victim.
         debug_assert!(victims
             .iter()
             .all(|(segment, _)| segment.base_offset != durable.segment_base));
         self.update_checkpoint(|checkpoint| {
             checkpoint.start_offset = checkpoint.start_offset.max(new_start);
-            // Whether or not `new_start` falls in the active segment (`truncate_before` may cut
-            // into it), a checkpoint naming a segment removed here moves to the durable end.
             let names_a_victim = victims
                 .iter()
                 .any(|(segment, _)| segment.base_offset == checkpoint.segment_base_offset);
@@ -1558,10 +1556,6 @@ impl Future for WaitForOffset<'_> {
     }
 }
 
-/// Creates a segment file whose header and directory entry are durable before it is returned.
-/// Takes off the list the waiters whose events are durable now and, if `with_leader`, the first
-/// of the others (to lead the next round); returns their threads, to unpark once `sync` is
-/// released.
 /// Moves the checkpoint's durable position to `durable`, only forwards by position in the log
 /// (segment, then byte): a round that fsynced the end of a segment before a roll must not move
 /// it back from the new segment into the old one (at the same offset), which retention may have
@@ -1576,6 +1570,9 @@ fn advance_checkpoint(checkpoint: &mut Checkpoint, durable: EndPoint) {
     }
 }
 
+/// Takes off the list the waiters whose events are durable now and, if `with_leader`, the first
+/// of the others (to lead the next round); returns their threads, to unpark once `sync` is
+/// released.
 fn take_waiters(sync: &mut SyncState, with_leader: bool) -> Vec<std::thread::Thread> {
     let durable = sync.durable.next_offset;
     let mut leader_picked = !with_leader;
@@ -1590,6 +1587,7 @@ fn take_waiters(sync: &mut SyncState, with_leader: bool) -> Vec<std::thread::Thr
     woken
 }
 
+/// Creates a segment file whose header and directory entry are durable before it is returned.
 fn create_segment_file(
     storage: &dyn Storage,
     dir: &Path,

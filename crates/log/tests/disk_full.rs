@@ -194,27 +194,39 @@ fn power_cuts_after_disk_full_episodes_keep_every_acknowledged_append() {
     }
 }
 
+/// Segments of 4 KiB without zeros ahead, and the 100-byte value the checkpoint tests append.
+fn small_segments() -> (LogConfig, Vec<u8>) {
+    let mut config = config();
+    config.segment_bytes_max = 4096;
+    config.preallocate_bytes = 0;
+    (config, value(7, 100))
+}
+
+/// How many appends of `v` fit in the first segment (the next one rolls), and the bytes one
+/// of them adds to the device.
+fn first_segment(config: &LogConfig, v: &[u8]) -> (u64, u64) {
+    let storage = SimStorage::new();
+    let log = open(&storage, config).unwrap();
+    let (mut count, mut frame_bytes) = (0, 0);
+    while log.stats().unwrap().segments == 1 {
+        let used = storage.used_bytes();
+        log.append(&[AppendEvent::value(v)]).unwrap();
+        if log.stats().unwrap().segments == 1 {
+            frame_bytes = storage.used_bytes() - used;
+        }
+        count += 1;
+    }
+    (count - 1, frame_bytes)
+}
+
 /// A roll on a nearly full device can create its segment but not refresh the checkpoint, which
 /// then still names the sealed segment. Retention that later removes that segment must not
 /// leave the checkpoint naming it: after a power cut the log must still open with everything.
 /// (Found in review: the checkpoint kept the removed segment and the next open failed.)
 #[test]
 fn retention_after_a_checkpoint_that_lagged_on_a_full_device_keeps_the_log_openable() {
-    let mut config = config();
-    config.segment_bytes_max = 4096;
-    config.preallocate_bytes = 0;
-    let v = value(7, 100);
-    // How many appends fit in the first segment: the next one rolls.
-    let before_roll = {
-        let storage = SimStorage::new();
-        let log = open(&storage, &config).unwrap();
-        let mut count = 0;
-        while log.stats().unwrap().segments == 1 {
-            log.append(&[AppendEvent::value(&v)]).unwrap();
-            count += 1;
-        }
-        count - 1
-    };
+    let (config, v) = small_segments();
+    let (before_roll, _) = first_segment(&config, &v);
     let mut lagged = 0;
     for headroom in 0..400u64 {
         let storage = SimStorage::new();
@@ -260,26 +272,8 @@ fn checkpoint_now(storage: &SimStorage) -> weir_log::format::Checkpoint {
 /// start was at or below the active segment's base, and the next open failed.)
 #[test]
 fn truncating_into_the_active_segment_moves_a_lagging_checkpoint_off_the_removed_one() {
-    let mut config = config();
-    config.segment_bytes_max = 4096;
-    config.preallocate_bytes = 0;
-    let v = value(7, 100);
-    // How many appends fit in the first segment, and the bytes one append adds.
-    let (before_roll, frame_bytes) = {
-        let storage = SimStorage::new();
-        let log = open(&storage, &config).unwrap();
-        let mut count = 0u64;
-        let mut frame_bytes = 0;
-        while log.stats().unwrap().segments == 1 {
-            let used = storage.used_bytes();
-            log.append(&[AppendEvent::value(&v)]).unwrap();
-            if log.stats().unwrap().segments == 1 {
-                frame_bytes = storage.used_bytes() - used;
-            }
-            count += 1;
-        }
-        (count - 1, frame_bytes)
-    };
+    let (config, v) = small_segments();
+    let (before_roll, frame_bytes) = first_segment(&config, &v);
     let mut exercised = 0;
     for extra in 0..200u64 {
         let storage = SimStorage::new();

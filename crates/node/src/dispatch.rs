@@ -59,11 +59,10 @@ impl Shared {
     }
 
     /// Lets go of the node's consumers of `group` (all topics, or one), so the group can be
-    /// reset or deleted; their leases are forgotten (a later ack of them is `unknown_batch`).
-    /// Lets go of the group's consumers held for connections (a reset or delete refuses while
-    /// a group has members), returning them so that their acknowledged progress can be
-    /// committed first: acks already answered `Acked` are then not lost if the reset or delete
-    /// is refused after all (another request still holding the group).
+    /// reset or deleted (both refuse while a group has members); their leases are forgotten (a
+    /// later ack of them is `unknown_batch`). Returns them, so that their acknowledged progress
+    /// is committed first: acks already answered `Acked` are then not lost if the reset or
+    /// delete is refused after all (another request still holding the group).
     fn release_group(&self, group: &str, topic: Option<&str>) -> Vec<Consumer> {
         let mut released = Vec::new();
         self.consumers().retain(|(g, t), (consumer, _)| {

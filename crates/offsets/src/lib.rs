@@ -18,7 +18,8 @@
 //! - **Clamp on open**: [`OffsetStore::clamp_to_log_ends`] moves offsets that point past the
 //!   durable log end back to it, and reports them.
 //! - **Admin**: [`OffsetStore::list_groups`], [`OffsetStore::describe_group`],
-//!   [`OffsetStore::delete_group`], [`OffsetStore::reset`].
+//!   [`OffsetStore::delete_group`], [`OffsetStore::reset`], and
+//!   [`OffsetStore::delete_topic`] (every group's offsets for a topic being deleted).
 //!
 //! ```
 //! use weir_offsets::{Commit, CommitExpectation, Config, Error, OffsetStore};

@@ -969,7 +969,7 @@ impl OffsetStore {
         let mut synced = self
             .sync_lock
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         self.check_writable()?;
         if *synced >= ticket {
             return Ok(());
