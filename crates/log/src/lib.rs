@@ -50,8 +50,8 @@ pub use crate::config::{LogConfig, SyncPolicy, SEGMENT_BYTES_LIMIT, SEGMENT_BYTE
 pub use crate::error::{Error, Result};
 pub use crate::format::{AppendEvent, EventView, Header};
 pub use crate::log::{
-    Log, LogStats, RecoveryReport, RetentionReport, SyncObserver, TornTail, VerifyReport,
-    WaitForOffset, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE,
+    JournalPoint, Log, LogStats, RecoveryReport, RetentionReport, SyncObserver, TornTail,
+    VerifyReport, WaitForOffset, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE,
 };
 pub use crate::read::{CheckedFrame, Event, ReadBatch, ReadEnd};
 pub use crate::storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};

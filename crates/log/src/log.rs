@@ -454,6 +454,24 @@ impl Log {
         events: &[AppendEvent<'_>],
         expected_offset: Option<u64>,
     ) -> Result<PendingAppend<'_>> {
+        self.append_start_with(events, expected_offset, &mut |_, _| {})
+    }
+
+    /// [`Log::append_start`] for a caller that keeps its own journal (weir-store's): after the
+    /// frame is written, and while no other append can be written to this log, `journal` gets
+    /// the frame's bytes (as `docs/format.md` lays them out, its base offset inside). So a
+    /// journal that records frames in the order it is called records each log's frames in
+    /// offset order. Once the journal has made the frame durable, [`PendingAppend::journaled`]
+    /// acknowledges it without an fsync of the segment.
+    ///
+    /// # Errors
+    /// As [`Log::append_start`]; `journal` is not called if the append fails.
+    pub fn append_start_with(
+        &self,
+        events: &[AppendEvent<'_>],
+        expected_offset: Option<u64>,
+        journal: &mut dyn FnMut(&[u8], JournalPoint),
+    ) -> Result<PendingAppend<'_>> {
         let frame_len = self.check_append(events)?;
         let inner = &self.inner;
         let (first_offset, end, rolled) = {
@@ -512,14 +530,126 @@ impl Log {
             if !inner.config.sync_policy.is_durable() {
                 self.publish(end);
             }
+            journal(&writer.buffer, JournalPoint { first_offset, end });
             (first_offset, end, rolled)
         };
         Ok(PendingAppend {
             log: self,
             first_offset,
-            end_offset: end.next_offset,
+            end,
             rolled,
         })
+    }
+
+    /// Marks an append durable that an outside journal has fsynced: if every event before it
+    /// is durable, it is now (readers see it); otherwise (an earlier append on this log was
+    /// not journaled and its fsync has not ended) this waits for the log's own fsync, which
+    /// covers both.
+    fn finish_journaled(&self, first_offset: u64, end: EndPoint, rolled: bool) -> Result<()> {
+        let inner = &self.inner;
+        if let Some(cause) = inner.poison.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        let durable = inner.durable_next_offset.load(Ordering::Acquire);
+        if durable < end.next_offset && !self.mark_journaled(JournalPoint { first_offset, end }) {
+            self.wait_durable(end.next_offset)?;
+        }
+        if rolled {
+            if let Err(error) = self.apply_retention() {
+                tracing::warn!(dir = %inner.dir.display(), %error, "retention after a segment roll failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks a journaled append durable (readers see it) if every event before it is durable;
+    /// returns false, changing nothing, if one is not (an append on this log that was not
+    /// journaled and whose fsync has not ended). A journal calls it, in the order its
+    /// `append_start_with` callbacks ran, once the frames are fsynced in the journal.
+    pub fn mark_journaled(&self, point: JournalPoint) -> bool {
+        let durable = self.inner.durable_next_offset.load(Ordering::Acquire);
+        if durable >= point.end.next_offset {
+            return true;
+        }
+        if durable < point.first_offset {
+            return false;
+        }
+        self.mark_durable(point.end);
+        true
+    }
+
+    /// Fsyncs the active segment now, whatever the log's in-memory durable end says, and
+    /// refreshes the recovery checkpoint if it is due: what a journal kept outside the log
+    /// (weir-store's) calls before it forgets the frames it holds for this log. Sealed
+    /// segments were fsynced when they were sealed.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Io`] or [`Error::Poisoned`] if the fsync failed (the log is
+    /// then poisoned).
+    pub fn sync_segment(&self) -> Result<()> {
+        if let Some(cause) = self.inner.poison.get() {
+            return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if lock(&self.inner.writer).closed {
+            return Err(Error::Closed);
+        }
+        self.lead_sync(true)
+    }
+
+    /// Writes a frame taken from an outside journal back into the log after a crash
+    /// (weir-store's journal replay). A frame whose events the log already holds is skipped
+    /// (`Ok(0)`); a frame that starts at the log's end is appended with its events'
+    /// timestamps, keys, headers and values, but not fsynced (call [`Log::sync_segment`] after
+    /// the last one). Returns the events written.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if the bytes are not a valid frame; [`Error::UnexpectedOffset`] if
+    /// the frame starts past the log's end or overlaps it (events are missing between them, or
+    /// the frame disagrees with the log); as [`Log::append`] otherwise.
+    pub fn restore_frame(&self, frame: &[u8]) -> Result<u64> {
+        let header = format::check_frame(frame).map_err(|e| Error::Corrupt {
+            file: self.inner.dir.clone(),
+            position: 0,
+            reason: format!("a journaled frame is not valid: {e}"),
+        })?;
+        let end = self.end_offset_written();
+        if header.end_offset() <= end {
+            return Ok(0);
+        }
+        if header.base_offset != end {
+            return Err(Error::UnexpectedOffset {
+                expected: header.base_offset,
+                actual: end,
+            });
+        }
+        let views: Vec<format::EventView<'_>> =
+            format::FrameEvents::new(&frame[..header.frame_len as usize], &header).collect();
+        let headers: Vec<Vec<format::Header<'_>>> =
+            views.iter().map(|v| v.headers().collect()).collect();
+        let events: Vec<AppendEvent<'_>> = views
+            .iter()
+            .zip(&headers)
+            .map(|(view, headers)| AppendEvent {
+                timestamp_ms: Some(view.timestamp_ms),
+                key: view.key,
+                headers,
+                value: view.value,
+            })
+            .collect();
+        let pending = self.append_start(&events, Some(header.base_offset))?;
+        if pending.rolled {
+            self.apply_retention()?;
+        }
+        Ok(u64::from(header.event_count))
+    }
+
+    /// The offset after the last written event (durable or not).
+    fn end_offset_written(&self) -> u64 {
+        lock(&self.inner.writer).end.next_offset
     }
 
     /// The second half of an append: waits as the sync policy requires.
@@ -908,7 +1038,7 @@ impl Log {
     fn lead_round(&self, mut sync: MutexGuard<'_, SyncState>) -> Result<()> {
         sync.in_progress = true;
         drop(sync);
-        let result = self.lead_sync();
+        let result = self.lead_sync(false);
         let mut sync = lock(&self.inner.sync);
         sync.in_progress = false;
         // Wake those this round covered, and one of the rest to lead the next round.
@@ -920,14 +1050,15 @@ impl Log {
         result
     }
 
-    /// One group-commit round: fsync the active file up to what is written now.
-    fn lead_sync(&self) -> Result<()> {
+    /// One group-commit round: fsync the active file up to what is written now (if `force`,
+    /// even if the log counts it durable already: a journal made it so).
+    fn lead_sync(&self, force: bool) -> Result<()> {
         let inner = &self.inner;
         let (file, target, path) = {
             let writer = lock(&inner.writer);
             (writer.file.clone(), writer.end, writer.active.path.clone())
         };
-        if !target.is_after(&lock(&inner.sync).durable) {
+        if !force && !target.is_after(&lock(&inner.sync).durable) {
             return Ok(());
         }
         self.fsync_segment(&*file, &path)?;
@@ -1488,13 +1619,33 @@ impl Drop for Log {
     }
 }
 
+/// Where a journaled append's frame sits in its log: what [`Log::mark_journaled`] needs
+/// once the journal has made the frame durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalPoint {
+    first_offset: u64,
+    end: EndPoint,
+}
+
+impl JournalPoint {
+    /// The offset of the frame's first event.
+    pub fn first_offset(&self) -> u64 {
+        self.first_offset
+    }
+
+    /// The offset after the frame's last event.
+    pub fn end_offset(&self) -> u64 {
+        self.end.next_offset
+    }
+}
+
 /// An append whose frame is written but not yet acknowledged (see [`Log::append_start`]).
 #[derive(Debug)]
 #[must_use = "an append is acknowledged only once `wait` returns"]
 pub struct PendingAppend<'a> {
     log: &'a Log,
     first_offset: u64,
-    end_offset: u64,
+    end: EndPoint,
     rolled: bool,
 }
 
@@ -1507,7 +1658,7 @@ impl PendingAppend<'_> {
     /// The offset after the append's last event: [`Log::wait_durable`] with it waits for
     /// this append (and everything before it).
     pub fn end_offset(&self) -> u64 {
-        self.end_offset
+        self.end.next_offset
     }
 
     /// Waits until the append is durable under the log's sync policy (group commit), and
@@ -1516,7 +1667,20 @@ impl PendingAppend<'_> {
     /// # Errors
     /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed.
     pub fn wait(self) -> Result<u64> {
-        self.log.finish_append(self.end_offset, self.rolled)?;
+        self.log.finish_append(self.end.next_offset, self.rolled)?;
+        Ok(self.first_offset)
+    }
+
+    /// Acknowledges an append started with [`Log::append_start_with`] once the caller's
+    /// journal has fsynced its frame: readers see it now, and no fsync of the segment is
+    /// needed (unless an earlier append on this log is still waiting for one, which this then
+    /// waits for). Returns its first offset.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if the log is; [`Error::Io`] if the fsync it waited for failed.
+    pub fn journaled(self) -> Result<u64> {
+        self.log
+            .finish_journaled(self.first_offset, self.end, self.rolled)?;
         Ok(self.first_offset)
     }
 }

@@ -143,6 +143,16 @@ pub struct StoreConfig {
     pub maintenance_interval_ms: u64,
     /// Threads that run blocking calls for the async API (`append_async`). Default 16.
     pub blocking_threads: usize,
+    /// Appends to a durable ([`TopicSync::Always`]) partition whose frame is at most this many
+    /// bytes are made durable by the store's journal: one fsync per group commit for all the
+    /// partitions they went to, instead of one per partition (see `docs/durability.md`, "The
+    /// journal"). Larger appends fsync their own segment, so their bytes are not written
+    /// twice. Default 64 KiB; 0 turns the journal off.
+    pub journal_frame_bytes_max: u32,
+    /// A journal file is retired once it is this large: a new one takes the writes, the
+    /// segments the old one covered are fsynced, and it is removed. Default 64 MiB; at least
+    /// 1 MiB.
+    pub journal_bytes_max: u64,
     /// The clock stamping events and timing leases (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
     /// The file system under topics and partitions: the real one by default; fault tests
@@ -157,6 +167,8 @@ impl std::fmt::Debug for StoreConfig {
             .field("append_bytes_max", &self.append_bytes_max)
             .field("maintenance_interval_ms", &self.maintenance_interval_ms)
             .field("blocking_threads", &self.blocking_threads)
+            .field("journal_frame_bytes_max", &self.journal_frame_bytes_max)
+            .field("journal_bytes_max", &self.journal_bytes_max)
             .finish_non_exhaustive()
     }
 }
@@ -169,6 +181,8 @@ impl Default for StoreConfig {
             append_bytes_max: log.append_bytes_max,
             maintenance_interval_ms: 1_000,
             blocking_threads: 16,
+            journal_frame_bytes_max: JOURNAL_FRAME_BYTES_MAX_DEFAULT,
+            journal_bytes_max: JOURNAL_BYTES_MAX_DEFAULT,
             clock: Arc::new(SystemClock),
             storage: Arc::new(weir_log::StdStorage),
         }
@@ -193,6 +207,22 @@ impl StoreConfig {
                 reason: "must be within 1..=1024".into(),
             });
         }
+        if self.journal_bytes_max < JOURNAL_BYTES_MIN {
+            return Err(Error::InvalidConfig {
+                field: "journal_bytes_max".into(),
+                reason: format!(
+                    "{} is under the least accepted, {JOURNAL_BYTES_MIN} (1 MiB)",
+                    self.journal_bytes_max
+                ),
+            });
+        }
         TopicConfig::default().validate(self)
     }
 }
+
+/// The default [`StoreConfig::journal_frame_bytes_max`].
+pub const JOURNAL_FRAME_BYTES_MAX_DEFAULT: u32 = 64 * 1024;
+/// The default [`StoreConfig::journal_bytes_max`].
+pub const JOURNAL_BYTES_MAX_DEFAULT: u64 = 64 << 20;
+/// The least [`StoreConfig::journal_bytes_max`] accepted.
+pub const JOURNAL_BYTES_MIN: u64 = 1 << 20;

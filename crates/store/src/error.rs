@@ -175,6 +175,15 @@ pub enum Error {
     /// The store was closed.
     #[error("the store is closed")]
     Closed,
+
+    /// A write or fsync of the store's journal failed, so the store acknowledges no more
+    /// appends to durable topics until it is reopened (fail-stop: a failed fsync is never
+    /// retried). Reopening replays the journal.
+    #[error("the store's journal failed and the store must be reopened: {cause}")]
+    JournalPoisoned {
+        /// The first failure.
+        cause: String,
+    },
 }
 
 impl From<weir_offsets::Error> for Error {

@@ -52,6 +52,8 @@ mod config;
 mod consumer;
 mod dead_letter;
 mod error;
+mod journal;
+pub mod journal_format;
 mod maintenance;
 mod metrics;
 mod partitioner;
@@ -65,6 +67,7 @@ pub use crate::consumer::{
 };
 pub use crate::dead_letter::dead_letter_topic;
 pub use crate::error::{Error, Result};
+pub use crate::journal::JournalRecovery;
 pub use crate::partitioner::{murmur2, partition_for_key, Partitioning};
 pub use crate::replay::{Replay, ReplayFrom, ReplayOptions};
 pub use crate::store::{

@@ -10,6 +10,8 @@
 //! | `weir_append_seconds` | histogram (durable append latency) | topic |
 //! | `weir_fsyncs_total` | counter | topic |
 //! | `weir_fsync_seconds` | histogram | topic |
+//! | `weir_journal_fsyncs_total` | counter (group commits of the store's journal) | |
+//! | `weir_journal_fsync_seconds` | histogram | |
 //! | `weir_batches_delivered_total` | counter | group, topic |
 //! | `weir_batches_redelivered_total` | counter | group, topic |
 //! | `weir_batches_acked_total` | counter | group, topic |
@@ -32,6 +34,12 @@ pub(crate) fn appended(topic: &str, events: usize, bytes: usize, elapsed: Durati
         .increment(events as u64);
     metrics::counter!("weir_append_bytes_total", "topic" => topic.clone()).increment(bytes as u64);
     metrics::histogram!("weir_append_seconds", "topic" => topic).record(elapsed.as_secs_f64());
+}
+
+/// One group commit of the store's journal (write and fsync) took `elapsed`.
+pub(crate) fn journal_synced(elapsed: Duration) {
+    metrics::counter!("weir_journal_fsyncs_total").increment(1);
+    metrics::histogram!("weir_journal_fsync_seconds").record(elapsed.as_secs_f64());
 }
 
 /// Installs the fsync observer on each partition of a topic.

@@ -23,9 +23,10 @@ use weir_log::{AppendEvent, Header};
 use weir_offsets::OffsetStore;
 
 use crate::blocking::BlockingPool;
-use crate::config::{StoreConfig, TopicConfig};
+use crate::config::{StoreConfig, TopicConfig, TopicSync};
 use crate::consumer::{Consumer, ConsumerConfig, Group};
 use crate::error::{Error, Result};
+use crate::journal::Journal;
 use crate::metrics as store_metrics;
 use crate::partitioner::{partition_for_key, Partitioning};
 use crate::replay::{Replay, ReplayFrom, ReplayOptions};
@@ -140,6 +141,9 @@ pub struct StoreRecoveryReport {
     pub offsets_clamped: Vec<weir_offsets::Clamped>,
     /// Topic directories of an interrupted creation or deletion, removed.
     pub topics_removed: Vec<String>,
+    /// What the replay of the store's journal did (events written back into partitions whose
+    /// segments a crash cut short).
+    pub journal: crate::journal::JournalRecovery,
 }
 
 impl StoreRecoveryReport {
@@ -207,6 +211,20 @@ impl StoreBuilder {
         self
     }
 
+    /// The largest append frame made durable by the store's journal (default 64 KiB; 0 turns
+    /// the journal off). See [`StoreConfig::journal_frame_bytes_max`].
+    pub fn journal_frame_bytes_max(mut self, bytes: u32) -> Self {
+        self.config.journal_frame_bytes_max = bytes;
+        self
+    }
+
+    /// The size at which a journal file is retired (default 64 MiB). See
+    /// [`StoreConfig::journal_bytes_max`].
+    pub fn journal_bytes_max(mut self, bytes: u64) -> Self {
+        self.config.journal_bytes_max = bytes;
+        self
+    }
+
     /// The clock for timestamps and leases (tests inject a manual one).
     pub fn clock(mut self, clock: Arc<dyn weir_log::Clock>) -> Self {
         self.config.clock = clock;
@@ -266,6 +284,7 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     report: StoreRecoveryReport,
     lock_file: Mutex<Option<Box<dyn weir_log::StorageLock>>>,
+    journal: Journal,
     maintenance: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: Arc<(Mutex<bool>, Condvar)>,
     nonce: AtomicU64,
@@ -340,6 +359,11 @@ impl Store {
             }
             topics.insert(name, Arc::new(topic));
         }
+        // Before anything reads the partitions (the clamp below included): write back the
+        // journaled events that a crash took from the segments.
+        let (journal, journal_recovery) =
+            Journal::open(&root, storage.clone(), config.journal_bytes_max, &topics)?;
+        report.journal = journal_recovery;
         // A committed offset never points past the durable log end.
         let clamp = offsets.clamp_to_log_ends(|topic, partition| {
             topics
@@ -376,6 +400,8 @@ impl Store {
             torn_tails = report.torn_tails(),
             zero_tails = report.zero_tails(),
             offsets_clamped = report.offsets_clamped.len(),
+            journal_files = report.journal.files,
+            journal_partitions_restored = report.journal.restored.len(),
             "store opened"
         );
 
@@ -390,6 +416,7 @@ impl Store {
             closed: AtomicBool::new(false),
             report,
             lock_file: Mutex::new(Some(lock_file)),
+            journal,
             maintenance: Mutex::new(None),
             stop: Arc::default(),
             nonce: AtomicU64::new(0),
@@ -810,6 +837,7 @@ impl Inner {
         let meta = TopicMeta {
             format_version: TOPIC_FORMAT_VERSION,
             name: name.to_string(),
+            id: topic::new_topic_id(),
             created_ms: self.config.clock.now_ms(),
             config,
         };
@@ -906,35 +934,64 @@ impl Inner {
                 .validate_append(events)
                 .map_err(|e| Error::from_log(topic_name, *partition, e))?;
         }
+        // Small appends to a durable topic go through the store's journal (one fsync for all
+        // their partitions); the rest fsync their own segments.
+        let journaled_max = if topic.meta.config.sync == TopicSync::Always {
+            self.config.journal_frame_bytes_max as usize
+        } else {
+            0
+        };
+        if journaled_max > 0 {
+            self.journal.check()?;
+        }
         // Write every partition's frame first, then wait for their fsyncs: the waits overlap
         // with other producers' group commits instead of running one after another.
         let mut pending = Vec::with_capacity(groups.len());
+        let mut journal_ticket = None;
         for ((partition, indexes), events) in groups.iter().zip(&events) {
             let partition = *partition;
             let log = topic.log(partition)?;
             let bytes: usize = events.iter().map(|e| e.encoded_len().unwrap_or(0)).sum();
-            let written = log
-                .append_start(events, expected_offset)
-                .map_err(|e| Error::from_log(topic_name, partition, e))?;
-            pending.push((partition, indexes, written, events.len(), bytes));
-        }
-        // Start the fsyncs of all partitions but the last on the blocking pool, so that they
-        // run at once; the waits below then find them done or in progress (or lead them). A
-        // helper never waits behind a running fsync (`start_sync` returns at once then), so
-        // the pool's threads all lead fsyncs instead of parking as followers.
-        if pending.len() > 1 {
-            for (partition, _, written, _, _) in &pending[..pending.len() - 1] {
-                let log = topic.partitions[*partition as usize].clone();
-                let end = written.end_offset();
-                drop(self.pool.run(move || log.start_sync(end)));
+            let journaled = weir_log::format::FRAME_HEADER_LEN + bytes <= journaled_max;
+            let written = if journaled {
+                log.append_start_with(events, expected_offset, &mut |frame, point| {
+                    let ticket = self
+                        .journal
+                        .add(log, topic.meta.id, partition, frame, point);
+                    journal_ticket = Some(ticket);
+                })
+            } else {
+                log.append_start(events, expected_offset)
             }
+            .map_err(|e| Error::from_log(topic_name, partition, e))?;
+            pending.push((partition, indexes, written, events.len(), bytes, journaled));
+        }
+        // Start the fsyncs of the partitions not journaled (all but the last one, unless a
+        // journal commit is this thread's to lead) on the blocking pool, so that they run at
+        // once; the waits below then find them done or in progress (or lead them). A helper
+        // never waits behind a running fsync (`start_sync` returns at once then), so the
+        // pool's threads all lead fsyncs instead of parking as followers.
+        let own = usize::from(journal_ticket.is_none());
+        let segment_synced: Vec<_> = pending.iter().filter(|p| !p.5).collect();
+        for (partition, _, written, _, _, _) in
+            &segment_synced[..segment_synced.len().saturating_sub(own)]
+        {
+            let log = topic.partitions[*partition as usize].clone();
+            let end = written.end_offset();
+            drop(self.pool.run(move || log.start_sync(end)));
+        }
+        if let Some(ticket) = journal_ticket {
+            self.journal.wait(ticket)?;
         }
         // The last partition's fsync is this thread's to lead: wait for it first, so that it
         // starts now rather than after every other partition's wait.
-        for (partition, indexes, written, count, bytes) in pending.into_iter().rev() {
-            let first = written
-                .wait()
-                .map_err(|e| Error::from_log(topic_name, partition, e))?;
+        for (partition, indexes, written, count, bytes, journaled) in pending.into_iter().rev() {
+            let first = if journaled {
+                written.journaled()
+            } else {
+                written.wait()
+            }
+            .map_err(|e| Error::from_log(topic_name, partition, e))?;
             store_metrics::appended(topic_name, count, bytes, started.elapsed());
             for (n, &i) in indexes.iter().enumerate() {
                 positions[i] = (partition, first + n as u64);
@@ -977,8 +1034,17 @@ impl Inner {
         // No topic is created or deleted while the topics close: `create_topic` checks
         // `closed` again under this lock.
         let _admin = lock(&self.topic_admin);
+        let mut topics_closed = true;
         for topic in self.topics_snapshot() {
             if let Err(error) = topic.close() {
+                topics_closed = false;
+                first_error.get_or_insert(error);
+            }
+        }
+        // Every segment is fsynced now: the journal holds nothing they lack. (If a topic
+        // failed to close, the journal stays for the next open to replay.)
+        if topics_closed {
+            if let Err(error) = self.journal.close() {
                 first_error.get_or_insert(error);
             }
         }

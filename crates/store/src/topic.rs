@@ -29,6 +29,11 @@ const TOPIC_FILE_BYTES_MAX: u64 = 64 * 1024;
 pub(crate) struct TopicMeta {
     pub format_version: u32,
     pub name: String,
+    /// Random and never 0 for a topic created or opened by this version; names the topic in
+    /// the store's journal, so that frames of a deleted topic are never replayed into a new
+    /// topic of the same name. Files written before it existed read as 0 and get one at open.
+    #[serde(default)]
+    pub id: u64,
     pub created_ms: u64,
     pub config: TopicConfig,
 }
@@ -110,6 +115,11 @@ impl Topic {
                 reason: format!("holds a configuration that is not valid: {invalid}"),
             });
         }
+        let mut meta = meta;
+        if meta.id == 0 {
+            meta.id = new_topic_id();
+            write_meta(&*store.storage, &dir, &meta)?;
+        }
         Topic::open_logs(dir, meta, store)
     }
 
@@ -149,6 +159,21 @@ impl Topic {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// A random, non-zero topic id (from the process's randomly keyed hasher, the time and a
+/// counter).
+pub(crate) fn new_topic_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }
 
 fn write_meta(storage: &dyn Storage, dir: &Path, meta: &TopicMeta) -> Result<()> {

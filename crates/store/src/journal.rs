@@ -1,0 +1,473 @@
+//! The store-wide journal: one file that makes the small appends of every durable topic
+//! durable with one fsync per group commit, however many partitions they went to. It owns the
+//! `journal/` directory, its group commit, its rotation and its replay at open; the bytes are
+//! `journal_format.rs`, the rules `docs/durability.md`, "The journal".
+//!
+//! An append's frame is written to its partition's segment first (not fsynced), then copied
+//! into the journal's open block while the partition's writer lock is still held, so each
+//! partition's frames reach the journal in offset order. A group commit writes the block,
+//! fsyncs the journal, marks the frames durable in their logs (in journal order) and wakes the
+//! appenders. When a file passes `journal_bytes_max` a new one takes the writes, the segments
+//! the old one covered are fsynced, and the old one is removed. A crash leaves the segments'
+//! unsynced tails to recovery, which cuts what is torn; the store then writes the journaled
+//! frames the segments lack back into them before anything else reads or writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+
+use weir_log::{JournalPoint, Log, OpenMode, Storage, StorageFile};
+
+use crate::error::{Error, Result};
+use crate::journal_format::{self, BlockBuilder, JOURNAL_HEADER_LEN};
+use crate::topic::{self, Topic};
+
+/// The journal directory under the data directory.
+pub(crate) const JOURNAL_DIR: &str = "journal";
+/// Suffix of journal files.
+const JOURNAL_SUFFIX: &str = ".wjl";
+/// Suffix of a journal file being created.
+const TMP_SUFFIX: &str = ".tmp";
+
+/// The store's journal (see the module docs).
+pub(crate) struct Journal {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    bytes_max: u64,
+    state: Mutex<State>,
+    /// Signalled when a group commit ends (or fails).
+    committed: Condvar,
+    poison: OnceLock<String>,
+}
+
+struct State {
+    /// The block the next group commit writes.
+    block: BlockBuilder,
+    /// Where the block's frames sit in their logs, in block order.
+    marks: Vec<(Arc<Log>, JournalPoint)>,
+    /// The ticket of the next journaled frame.
+    next_ticket: u64,
+    /// Every frame whose ticket is below this is durable.
+    durable_ticket: u64,
+    /// A group commit is running.
+    leading: bool,
+    /// A spare block buffer, swapped in by each group commit.
+    spare: BlockBuilder,
+    file: Arc<dyn StorageFile>,
+    sequence: u64,
+    file_len: u64,
+    /// The logs with frames in the current file: fsynced before the file is removed.
+    touched: HashMap<usize, Arc<Log>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn file_name(sequence: u64) -> String {
+    format!("{sequence:020}{JOURNAL_SUFFIX}")
+}
+
+/// What replaying the journal at open did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JournalRecovery {
+    /// Journal files read (a clean close leaves none).
+    pub files: usize,
+    /// Journaled frames written back into partitions whose segments lacked them (a crash lost
+    /// their unsynced bytes), as (topic, partition, events).
+    pub restored: Vec<(String, u32, u64)>,
+    /// Bytes of torn tails cut from journal files: the group commit a crash interrupted
+    /// (never acknowledged).
+    pub torn_bytes: u64,
+    /// Journaled frames of topics deleted since.
+    pub skipped_deleted: u64,
+}
+
+impl Journal {
+    /// Replays the journal files in `root` into `topics` (see the module docs), fsyncs the
+    /// partitions it wrote to, removes the files, and starts a new one.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the file and byte position if a journal file is damaged where
+    /// it was acknowledged, or holds a frame its partition cannot take (events missing
+    /// between the partition's end and the frame); [`Error::Io`]; [`Error::Log`].
+    pub(crate) fn open(
+        root: &Path,
+        storage: Arc<dyn Storage>,
+        bytes_max: u64,
+        topics: &BTreeMap<String, Arc<Topic>>,
+    ) -> Result<(Journal, JournalRecovery)> {
+        let dir = root.join(JOURNAL_DIR);
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        topic::sync_dir(&*storage, root)?;
+        let (files, recovery) = replay(&dir, &*storage, topics)?;
+        let sequence = files
+            .iter()
+            .map(|(sequence, _)| sequence + 1)
+            .max()
+            .unwrap_or(0);
+        let file = create_file(&dir, &*storage, sequence)?;
+        // The new file is in place: the old ones are no longer needed (their frames are
+        // fsynced in the segments).
+        for (_, path) in &files {
+            storage
+                .remove_file(path)
+                .map_err(|e| Error::io("remove", path, e))?;
+        }
+        topic::sync_dir(&*storage, &dir)?;
+        let journal = Journal {
+            dir,
+            storage,
+            bytes_max,
+            state: Mutex::new(State {
+                block: BlockBuilder::new(),
+                marks: Vec::new(),
+                next_ticket: 0,
+                durable_ticket: 0,
+                leading: false,
+                spare: BlockBuilder::new(),
+                file,
+                sequence,
+                file_len: JOURNAL_HEADER_LEN as u64,
+                touched: HashMap::new(),
+            }),
+            committed: Condvar::new(),
+            poison: OnceLock::new(),
+        };
+        Ok((journal, recovery))
+    }
+
+    /// Fails if an earlier write or fsync of the journal failed.
+    pub(crate) fn check(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(cause) => Err(Error::JournalPoisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds a frame just written to `log` to the next group commit; returns its ticket for
+    /// [`Journal::wait`]. Called from `Log::append_start_with`'s callback, under the log's
+    /// writer lock.
+    pub(crate) fn add(
+        &self,
+        log: &Arc<Log>,
+        topic_id: u64,
+        partition: u32,
+        frame: &[u8],
+        point: JournalPoint,
+    ) -> u64 {
+        let mut state = lock(&self.state);
+        state.block.push(topic_id, partition, frame);
+        state.marks.push((log.clone(), point));
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        ticket
+    }
+
+    /// Waits until the frame of `ticket` (and every one before it) is durable in the journal,
+    /// leading a group commit if none is running.
+    ///
+    /// # Errors
+    /// [`Error::JournalPoisoned`] if the journal failed (now or earlier).
+    pub(crate) fn wait(&self, ticket: u64) -> Result<()> {
+        let mut state = lock(&self.state);
+        loop {
+            self.check()?;
+            if state.durable_ticket > ticket {
+                return Ok(());
+            }
+            if state.leading {
+                state = self
+                    .committed
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            } else {
+                state = self.commit(state)?;
+            }
+        }
+    }
+
+    /// One group commit: writes the open block, fsyncs, marks its frames durable in their
+    /// logs, and rotates the file if it is full.
+    fn commit<'a>(&'a self, mut state: MutexGuard<'a, State>) -> Result<MutexGuard<'a, State>> {
+        let state_ref = &mut *state;
+        std::mem::swap(&mut state_ref.block, &mut state_ref.spare);
+        state_ref.block.clear();
+        let marks = std::mem::take(&mut state_ref.marks);
+        let last_ticket = state_ref.next_ticket;
+        let mut block = std::mem::take(&mut state_ref.spare);
+        let position = state_ref.file_len;
+        state_ref.file_len += block.len() as u64;
+        for (log, _) in &marks {
+            state_ref
+                .touched
+                .entry(Arc::as_ptr(log) as usize)
+                .or_insert_with(|| log.clone());
+        }
+        let file = state_ref.file.clone();
+        let path = self.dir.join(file_name(state_ref.sequence));
+        state_ref.leading = true;
+        drop(state);
+
+        let started = std::time::Instant::now();
+        let written = file
+            .write_all_at(block.finish(), position)
+            .map_err(|e| Error::io("write", &path, e))
+            .and_then(|()| file.sync_data().map_err(|e| Error::io("fsync", &path, e)));
+        crate::metrics::journal_synced(started.elapsed());
+        if let Err(error) = written {
+            // Fail-stop: a failed fsync is never retried, and nothing more is acknowledged.
+            tracing::error!(%error, "the store's journal failed; refusing appends until reopen");
+            let _ = self.poison.set(error.to_string());
+            let mut state = lock(&self.state);
+            state.leading = false;
+            self.committed.notify_all();
+            return Err(error);
+        }
+        // In journal order, so a log's frames are marked in offset order.
+        for (log, point) in &marks {
+            log.mark_journaled(*point);
+        }
+        drop(marks);
+        block.clear();
+        let mut state = lock(&self.state);
+        state.spare = block;
+        state.durable_ticket = last_ticket;
+        let rotation = if state.file_len >= self.bytes_max {
+            // Still leading, so no other commit writes meanwhile; the appenders of this one
+            // are released first.
+            self.committed.notify_all();
+            let sequence = state.sequence + 1;
+            drop(state);
+            let created = create_file(&self.dir, &*self.storage, sequence);
+            state = lock(&self.state);
+            self.rotate(&mut state, created)
+        } else {
+            None
+        };
+        state.leading = false;
+        self.committed.notify_all();
+        if let Some(old) = rotation {
+            drop(state);
+            self.retire(old);
+            state = lock(&self.state);
+        }
+        Ok(state)
+    }
+
+    /// Puts the new file `created` in place for the next group commits (called by the leader,
+    /// so no block is being written); returns the old one's path and the logs it covers. A failure leaves
+    /// the current file in use (it only grows) and is retried after the next commit.
+    fn rotate(
+        &self,
+        state: &mut State,
+        created: Result<Arc<dyn StorageFile>>,
+    ) -> Option<(PathBuf, Vec<Arc<Log>>)> {
+        match created {
+            Ok(file) => {
+                let sequence = state.sequence + 1;
+                let old = self.dir.join(file_name(state.sequence));
+                state.file = file;
+                state.sequence = sequence;
+                state.file_len = JOURNAL_HEADER_LEN as u64;
+                let logs = std::mem::take(&mut state.touched).into_values().collect();
+                Some((old, logs))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "starting a new journal file failed; the current one keeps growing");
+                None
+            }
+        }
+    }
+
+    /// Fsyncs the segments holding the frames of a retired journal file, then removes it. If
+    /// a segment cannot be fsynced (its log is poisoned), the file stays until the store is
+    /// reopened, which replays it.
+    fn retire(&self, (path, logs): (PathBuf, Vec<Arc<Log>>)) {
+        for log in logs {
+            match log.sync_segment() {
+                // A log that closed (its topic was deleted, or the store is closing) fsynced
+                // its segment when it closed.
+                Ok(()) | Err(weir_log::Error::Closed) => {}
+                Err(error) => {
+                    tracing::error!(%error, journal = %path.display(), "a partition of a retired journal file could not be fsynced; the file stays until the store reopens");
+                    return;
+                }
+            }
+        }
+        let removed = self
+            .storage
+            .remove_file(&path)
+            .map_err(|e| Error::io("remove", &path, e))
+            .and_then(|()| topic::sync_dir(&*self.storage, &self.dir));
+        if let Err(error) = removed {
+            tracing::warn!(%error, "removing a retired journal file failed; the next open replays it (harmlessly)");
+        }
+    }
+
+    /// At a clean close, after every topic closed (each fsynced its segments): removes the
+    /// journal files, which hold nothing the segments lack.
+    pub(crate) fn close(&self) -> Result<()> {
+        let names = self
+            .storage
+            .list_dir(&self.dir)
+            .map_err(|e| Error::io("list", &self.dir, e))?;
+        for name in names {
+            let path = self.dir.join(name);
+            self.storage
+                .remove_file(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+        }
+        topic::sync_dir(&*self.storage, &self.dir)
+    }
+}
+
+/// Creates journal file `sequence` whole: header written and fsynced under a temporary name,
+/// renamed into place, directory fsynced.
+fn create_file(dir: &Path, storage: &dyn Storage, sequence: u64) -> Result<Arc<dyn StorageFile>> {
+    let path = dir.join(file_name(sequence));
+    let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(sequence)));
+    let file = storage
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    file.write_all_at(&journal_format::encode_header(sequence), 0)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    file.sync_data().map_err(|e| Error::io("fsync", &tmp, e))?;
+    storage
+        .rename(&tmp, &path)
+        .map_err(|e| Error::io("rename into place", &path, e))?;
+    topic::sync_dir(storage, dir)?;
+    Ok(file)
+}
+
+/// Reads every journal file in `dir` in sequence order and writes the frames the partitions
+/// lack back into them; fsyncs those partitions. Returns the files read (sequence, path).
+fn replay(
+    dir: &Path,
+    storage: &dyn Storage,
+    topics: &BTreeMap<String, Arc<Topic>>,
+) -> Result<(Vec<(u64, PathBuf)>, JournalRecovery)> {
+    let mut files = Vec::new();
+    for name in storage
+        .list_dir(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+    {
+        let path = dir.join(&name);
+        if name.ends_with(TMP_SUFFIX) {
+            // A file whose creation a crash interrupted: it never took a block.
+            storage
+                .remove_file(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+            continue;
+        }
+        let sequence = name
+            .strip_suffix(JOURNAL_SUFFIX)
+            .filter(|digits| digits.len() == 20)
+            .and_then(|digits| digits.parse::<u64>().ok());
+        match sequence {
+            Some(sequence) => files.push((sequence, path)),
+            None => {
+                return Err(Error::Corrupt {
+                    path,
+                    reason: "is not a journal file, yet lies in the journal directory".into(),
+                })
+            }
+        }
+    }
+    files.sort();
+    let by_id: HashMap<u64, &Arc<Topic>> = topics
+        .values()
+        .map(|topic| (topic.meta.id, topic))
+        .collect();
+    let mut recovery = JournalRecovery {
+        files: files.len(),
+        ..JournalRecovery::default()
+    };
+    let mut restored: BTreeMap<(String, u32), (Arc<Log>, u64)> = BTreeMap::new();
+    for (sequence, path) in &files {
+        let bytes = read_all(storage, path)?;
+        let decoded = journal_format::decode_journal(&bytes).map_err(|corrupt| Error::Corrupt {
+            path: path.clone(),
+            reason: corrupt.to_string(),
+        })?;
+        if decoded.sequence != *sequence {
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                reason: format!("its header says sequence {}", decoded.sequence),
+            });
+        }
+        if decoded.torn_bytes > 0 {
+            tracing::warn!(journal = %path.display(), position = decoded.valid_len, bytes = decoded.torn_bytes, "cut a torn tail from the journal (a group commit a crash interrupted; never acknowledged)");
+            recovery.torn_bytes += decoded.torn_bytes;
+        }
+        for block in &decoded.blocks {
+            for entry in &block.entries {
+                let Some(topic) = by_id.get(&entry.topic_id) else {
+                    recovery.skipped_deleted += 1;
+                    continue;
+                };
+                let name = &topic.meta.name;
+                let log = topic.log(entry.partition).map_err(|_| Error::Corrupt {
+                    path: path.clone(),
+                    reason: format!(
+                        "the block at byte {} holds a frame for partition {} of topic {name:?}, which has {}",
+                        block.position, entry.partition, topic.partition_count()
+                    ),
+                })?;
+                // Every partition named is fsynced below, restored or not: after a process
+                // crash its segment may hold the frames only in the page cache.
+                let slot = restored
+                    .entry((name.clone(), entry.partition))
+                    .or_insert_with(|| (log.clone(), 0));
+                match log.restore_frame(entry.frame) {
+                    Ok(events) => slot.1 += events,
+                    Err(weir_log::Error::UnexpectedOffset { expected, actual }) => {
+                        return Err(Error::Corrupt {
+                            path: path.clone(),
+                            reason: format!(
+                                "the block at byte {} holds events from offset {expected} of topic {name:?} partition {}, but the partition ends at {actual}: acknowledged events between are missing",
+                                block.position, entry.partition
+                            ),
+                        })
+                    }
+                    Err(error) => return Err(Error::from_log(name, entry.partition, error)),
+                }
+            }
+        }
+    }
+    for ((name, partition), (log, events)) in restored {
+        log.sync_segment()
+            .map_err(|e| Error::from_log(&name, partition, e))?;
+        if events > 0 {
+            tracing::warn!(topic = %name, partition, events, "wrote journaled events back into a partition whose segment had lost them");
+            recovery.restored.push((name, partition, events));
+        }
+    }
+    Ok((files, recovery))
+}
+
+fn read_all(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
+    let file = storage
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    let mut bytes = vec![0u8; len as usize];
+    weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes)
+}

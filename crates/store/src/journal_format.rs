@@ -1,0 +1,299 @@
+//! The bytes of the store's journal files (`journal/<sequence>.wjl`), specified in
+//! `docs/format.md`, "Journal": a file header, then blocks, one per group commit, each holding
+//! the frames of the appends it made durable. Encoding and a decoder that never panics on any
+//! bytes (it reads files a crash may have torn); the journal's I/O lives in `journal.rs`.
+
+/// Magic at the start of a journal file.
+pub const JOURNAL_MAGIC: [u8; 8] = *b"WEIRJNL\0";
+/// The journal format version written by this code.
+pub const JOURNAL_FORMAT_VERSION: u32 = 1;
+/// Bytes of the file header: magic, version, sequence, reserved, CRC.
+pub const JOURNAL_HEADER_LEN: usize = 32;
+/// Bytes before a block's body: body length and body CRC.
+pub const BLOCK_HEADER_LEN: usize = 8;
+/// Bytes of an entry before its frame: topic id, partition, frame length.
+pub const ENTRY_HEADER_LEN: usize = 16;
+/// Bytes of a block body before its entries: the entry count.
+pub const BODY_HEADER_LEN: usize = 4;
+/// The largest block body a decoder accepts (a group commit never writes more than a few
+/// appends' worth; the bound keeps a damaged length from asking for a huge buffer).
+pub const BLOCK_BODY_MAX: u32 = 1 << 30;
+
+const VERSION_AT: usize = 8;
+const SEQUENCE_AT: usize = 12;
+const RESERVED_AT: usize = 20;
+const HEADER_CRC_AT: usize = 28;
+
+/// The journal file header.
+pub fn encode_header(sequence: u64) -> [u8; JOURNAL_HEADER_LEN] {
+    let mut header = [0u8; JOURNAL_HEADER_LEN];
+    header[..8].copy_from_slice(&JOURNAL_MAGIC);
+    header[VERSION_AT..VERSION_AT + 4].copy_from_slice(&JOURNAL_FORMAT_VERSION.to_le_bytes());
+    header[SEQUENCE_AT..SEQUENCE_AT + 8].copy_from_slice(&sequence.to_le_bytes());
+    let crc = crc32fast::hash(&header[..HEADER_CRC_AT]);
+    header[HEADER_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
+    header
+}
+
+/// A block being filled: call [`BlockBuilder::push`] for each entry, then
+/// [`BlockBuilder::finish`] for the bytes to write.
+#[derive(Debug, Default)]
+pub struct BlockBuilder {
+    bytes: Vec<u8>,
+    entries: u32,
+}
+
+impl BlockBuilder {
+    /// An empty block.
+    pub fn new() -> Self {
+        let mut block = BlockBuilder::default();
+        block.clear();
+        block
+    }
+
+    /// Empties the block, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.bytes.resize(BLOCK_HEADER_LEN + BODY_HEADER_LEN, 0);
+        self.entries = 0;
+    }
+
+    /// Adds the frame of one append to `partition` of the topic `topic_id`.
+    ///
+    /// # Panics
+    /// If the frame is longer than `u32::MAX` bytes (weir-log frames are at most 64 MiB).
+    pub fn push(&mut self, topic_id: u64, partition: u32, frame: &[u8]) {
+        let frame_len = u32::try_from(frame.len()).expect("a weir-log frame fits in u32");
+        self.bytes.extend_from_slice(&topic_id.to_le_bytes());
+        self.bytes.extend_from_slice(&partition.to_le_bytes());
+        self.bytes.extend_from_slice(&frame_len.to_le_bytes());
+        self.bytes.extend_from_slice(frame);
+        self.entries += 1;
+    }
+
+    /// Entries pushed since the last clear.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    /// Bytes the block takes once finished.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// True if no entry was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    /// Fills in the block's length, entry count and CRC; returns the bytes to write.
+    pub fn finish(&mut self) -> &[u8] {
+        let body_len = (self.bytes.len() - BLOCK_HEADER_LEN) as u32;
+        self.bytes[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + BODY_HEADER_LEN]
+            .copy_from_slice(&self.entries.to_le_bytes());
+        let crc = crc32fast::hash(&self.bytes[BLOCK_HEADER_LEN..]);
+        self.bytes[..4].copy_from_slice(&body_len.to_le_bytes());
+        self.bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        &self.bytes
+    }
+}
+
+/// One journaled append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalEntry<'a> {
+    /// The topic's id (from its `topic.json`).
+    pub topic_id: u64,
+    /// The partition.
+    pub partition: u32,
+    /// The weir-log frame, exactly as written to the partition's segment.
+    pub frame: &'a [u8],
+}
+
+/// One block: the entries of one group commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalBlock<'a> {
+    /// Byte position of the block in the file.
+    pub position: u64,
+    /// Its entries, in the order they were journaled.
+    pub entries: Vec<JournalEntry<'a>>,
+}
+
+/// What a journal file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedJournal<'a> {
+    /// The file's sequence number (also its name).
+    pub sequence: u64,
+    /// The valid blocks, in order.
+    pub blocks: Vec<JournalBlock<'a>>,
+    /// Bytes of the file that hold the header and the valid blocks.
+    pub valid_len: u64,
+    /// Bytes after them: a torn tail, the block a crash interrupted (never acknowledged).
+    pub torn_bytes: u64,
+}
+
+/// Why a journal file cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalCorrupt {
+    /// Byte position of the damage.
+    pub position: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for JournalCorrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at byte {}: {}", self.position, self.reason)
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+fn corrupt(position: usize, reason: impl Into<String>) -> JournalCorrupt {
+    JournalCorrupt {
+        position: position as u64,
+        reason: reason.into(),
+    }
+}
+
+/// Decodes a journal file.
+///
+/// A file is created whole (header written and fsynced under a temporary name, then renamed),
+/// so a missing or damaged header is corruption. Blocks are written one after another, each
+/// only after the one before was fsynced, so only the last block can be torn: the first block
+/// that is cut short, has a zero or out-of-bounds length or fails its CRC ends the valid part,
+/// and the rest is a torn tail — unless a block with a valid CRC follows right after it, which
+/// means an acknowledged block was damaged: corruption.
+///
+/// # Errors
+/// [`JournalCorrupt`] with the byte position: a bad header, a damaged block followed by a
+/// valid one, a block whose CRC matches but whose entries do not fill it exactly.
+pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt> {
+    if bytes.len() < JOURNAL_HEADER_LEN {
+        return Err(corrupt(
+            0,
+            format!(
+                "the file has {} bytes, fewer than a journal header ({JOURNAL_HEADER_LEN})",
+                bytes.len()
+            ),
+        ));
+    }
+    if bytes[..8] != JOURNAL_MAGIC {
+        return Err(corrupt(0, "not a weir journal file (bad magic)"));
+    }
+    let crc = u32_at(bytes, HEADER_CRC_AT).unwrap_or_default();
+    if crc != crc32fast::hash(&bytes[..HEADER_CRC_AT]) {
+        return Err(corrupt(0, "the journal header fails its CRC"));
+    }
+    let version = u32_at(bytes, VERSION_AT).unwrap_or_default();
+    if version != JOURNAL_FORMAT_VERSION {
+        return Err(corrupt(
+            VERSION_AT,
+            format!("journal format version {version} is not supported (this build reads {JOURNAL_FORMAT_VERSION})"),
+        ));
+    }
+    if u64_at(bytes, RESERVED_AT) != Some(0) {
+        return Err(corrupt(RESERVED_AT, "reserved header bytes are not zero"));
+    }
+    let sequence = u64_at(bytes, SEQUENCE_AT).unwrap_or_default();
+    let mut blocks = Vec::new();
+    let mut at = JOURNAL_HEADER_LEN;
+    loop {
+        match block_at(bytes, at)? {
+            Some((block, next)) => {
+                blocks.push(block);
+                at = next;
+            }
+            None => break,
+        }
+    }
+    Ok(DecodedJournal {
+        sequence,
+        blocks,
+        valid_len: at as u64,
+        torn_bytes: (bytes.len() - at) as u64,
+    })
+}
+
+/// The block at `at` and the position after it; `None` at the end or at a torn tail.
+fn block_at(bytes: &[u8], at: usize) -> Result<Option<(JournalBlock<'_>, usize)>, JournalCorrupt> {
+    let Some(body) = checked_body(bytes, at) else {
+        // Damaged or cut short. If its length field still says where the next block starts
+        // and a valid block is there, this one was written (and acknowledged) before it.
+        if let Some(len) = u32_at(bytes, at).filter(|&len| len != 0 && len <= BLOCK_BODY_MAX) {
+            let next = at + BLOCK_HEADER_LEN + len as usize;
+            if checked_body(bytes, next).is_some() {
+                return Err(corrupt(
+                    at,
+                    "a journal block fails its CRC but a valid block follows it",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let body_at = at + BLOCK_HEADER_LEN;
+    let count = u32_at(body, 0).unwrap_or_default();
+    if count == 0 {
+        return Err(corrupt(at, "a journal block holds no entries"));
+    }
+    let mut entries = Vec::new();
+    let mut in_body = BODY_HEADER_LEN;
+    for _ in 0..count {
+        let entry_at = body_at + in_body;
+        let (Some(topic_id), Some(partition), Some(frame_len)) = (
+            u64_at(body, in_body),
+            u32_at(body, in_body + 8),
+            u32_at(body, in_body + 12),
+        ) else {
+            return Err(corrupt(entry_at, "a journal entry runs past its block"));
+        };
+        let frame_at = in_body + ENTRY_HEADER_LEN;
+        let Some(frame) = body.get(frame_at..frame_at + frame_len as usize) else {
+            return Err(corrupt(
+                entry_at,
+                "a journal entry's frame runs past its block",
+            ));
+        };
+        if !matches!(weir_log::format::peek_frame_len(frame), Ok(Some(len)) if len == frame_len) {
+            return Err(corrupt(
+                entry_at,
+                "a journal entry's frame length disagrees with the frame it holds",
+            ));
+        }
+        entries.push(JournalEntry {
+            topic_id,
+            partition,
+            frame,
+        });
+        in_body = frame_at + frame_len as usize;
+    }
+    if in_body != body.len() {
+        return Err(corrupt(
+            body_at + in_body,
+            "a journal block has bytes after its last entry",
+        ));
+    }
+    Ok(Some((
+        JournalBlock {
+            position: at as u64,
+            entries,
+        },
+        body_at + body.len(),
+    )))
+}
+
+/// The body of the block at `at` if it is all there and passes its CRC.
+fn checked_body(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let len = u32_at(bytes, at)?;
+    if len < BODY_HEADER_LEN as u32 || len > BLOCK_BODY_MAX {
+        return None;
+    }
+    let crc = u32_at(bytes, at + 4)?;
+    let body = bytes.get(at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len as usize)?;
+    (crc32fast::hash(body) == crc).then_some(body)
+}
