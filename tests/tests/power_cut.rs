@@ -44,6 +44,9 @@ fn open(root: &Path, storage: &SimStorage) -> weir_store::Result<Store> {
         .storage(Arc::new(storage.clone()))
         .maintenance_interval(Duration::from_secs(3600))
         .blocking_threads(1)
+        // Small journal files (a workload fills several), so that cuts also land in their
+        // retirement.
+        .journal_bytes_max(16 * 1024)
         .open()
 }
 
@@ -95,6 +98,8 @@ struct Tally {
     batches_acked: u64,
     torn_tails: u64,
     cut_during_workload: u64,
+    /// Events the journal replay wrote back into segments that had lost them.
+    journal_restored: u64,
 }
 
 /// Runs the workload until the crash image is taken (or the steps run out).
@@ -349,6 +354,7 @@ fn run_seed(seed: u64, calls: u64, broken: Broken) -> Result<Tally, String> {
     check(&reopened, &history)?;
     let report = reopened.recovery_report();
     let torn_tails = (report.torn_tails() + report.zero_tails()) as u64;
+    let journal_restored = report.journal.restored.iter().map(|r| r.2).sum();
     // Recovery is idempotent: a second open finds the same store and nothing more to cut.
     drop(reopened);
     let again = open(dir.path(), &image).map_err(|e| format!("second reopen: {e}"))?;
@@ -362,6 +368,7 @@ fn run_seed(seed: u64, calls: u64, broken: Broken) -> Result<Tally, String> {
         batches_acked: history.batches_acked,
         torn_tails,
         cut_during_workload: during,
+        journal_restored,
     })
 }
 
@@ -390,6 +397,7 @@ fn run_seeds(seeds: Vec<u64>, calls: u64, broken: Broken) -> (Tally, Vec<(u64, S
                                 tally.batches_acked += t.batches_acked;
                                 tally.torn_tails += t.torn_tails;
                                 tally.cut_during_workload += t.cut_during_workload;
+                                tally.journal_restored += t.journal_restored;
                             }
                             Err(reason) => failures.push((seed, reason)),
                         }
@@ -408,6 +416,7 @@ fn run_seeds(seeds: Vec<u64>, calls: u64, broken: Broken) -> (Tally, Vec<(u64, S
         tally.batches_acked += t.batches_acked;
         tally.torn_tails += t.torn_tails;
         tally.cut_during_workload += t.cut_during_workload;
+        tally.journal_restored += t.journal_restored;
         failures.extend(f);
     }
     failures.sort();
@@ -425,11 +434,13 @@ fn power_cuts_under_the_whole_store_keep_the_oracle() {
     let (tally, failures) = run_seeds(seeds, calls, Broken::No);
     println!(
         "store power cuts: {} seeds over a {calls}-call workload in {:.1?}; cut mid-workload {}, \
-         torn tails cut {}, appends acknowledged {}, batches acknowledged {}",
+         torn tails cut {}, events restored from the journal {}, appends acknowledged {}, \
+         batches acknowledged {}",
         tally.seeds + failures.len() as u64,
         started.elapsed(),
         tally.cut_during_workload,
         tally.torn_tails,
+        tally.journal_restored,
         tally.appends_acked,
         tally.batches_acked,
     );
@@ -447,6 +458,10 @@ fn power_cuts_under_the_whole_store_keep_the_oracle() {
     assert!(
         tally.torn_tails > 0,
         "some cuts must leave torn tails to recover"
+    );
+    assert!(
+        tally.journal_restored > 0,
+        "some cuts must leave acknowledged events that only the journal holds"
     );
 }
 

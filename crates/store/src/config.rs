@@ -151,7 +151,7 @@ pub struct StoreConfig {
     pub journal_frame_bytes_max: u32,
     /// A journal file is retired once it is this large: a new one takes the writes, the
     /// segments the old one covered are fsynced, and it is removed. Default 64 MiB; at least
-    /// 1 MiB.
+    /// 16 KiB.
     pub journal_bytes_max: u64,
     /// The clock stamping events and timing leases (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
@@ -211,7 +211,7 @@ impl StoreConfig {
             return Err(Error::InvalidConfig {
                 field: "journal_bytes_max".into(),
                 reason: format!(
-                    "{} is under the least accepted, {JOURNAL_BYTES_MIN} (1 MiB)",
+                    "{} is under the least accepted, {JOURNAL_BYTES_MIN} (16 KiB)",
                     self.journal_bytes_max
                 ),
             });
@@ -225,4 +225,4 @@ pub const JOURNAL_FRAME_BYTES_MAX_DEFAULT: u32 = 64 * 1024;
 /// The default [`StoreConfig::journal_bytes_max`].
 pub const JOURNAL_BYTES_MAX_DEFAULT: u64 = 64 << 20;
 /// The least [`StoreConfig::journal_bytes_max`] accepted.
-pub const JOURNAL_BYTES_MIN: u64 = 1 << 20;
+pub const JOURNAL_BYTES_MIN: u64 = 16 * 1024;

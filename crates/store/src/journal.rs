@@ -237,7 +237,9 @@ impl Journal {
             let mut state = lock(&self.state);
             state.leading = false;
             self.committed.notify_all();
-            return Err(error);
+            drop(state);
+            // The same error for the leader as for everyone it made wait.
+            return Err(self.check().expect_err("poisoned just now"));
         }
         // In journal order, so a log's frames are marked in offset order.
         for (log, point) in &marks {

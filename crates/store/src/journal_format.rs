@@ -297,3 +297,142 @@ fn checked_body(bytes: &[u8], at: usize) -> Option<&[u8]> {
     let body = bytes.get(at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len as usize)?;
     (crc32fast::hash(body) == crc).then_some(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_log::format::{encode_frame, AppendEvent};
+
+    fn frame(base_offset: u64, value: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, base_offset, &[AppendEvent::value(value)], &[7]);
+        bytes
+    }
+
+    fn file(blocks: &[&[(u64, u32, Vec<u8>)]]) -> Vec<u8> {
+        let mut bytes = encode_header(3).to_vec();
+        for entries in blocks {
+            let mut block = BlockBuilder::new();
+            for (topic_id, partition, frame) in *entries {
+                block.push(*topic_id, *partition, frame);
+            }
+            bytes.extend_from_slice(block.finish());
+        }
+        bytes
+    }
+
+    #[test]
+    fn header_and_block_golden_bytes() {
+        let header = encode_header(0x0102_0304_0506_0708);
+        assert_eq!(&header[..8], b"WEIRJNL\0");
+        assert_eq!(&header[8..12], &[1, 0, 0, 0], "version 1");
+        assert_eq!(
+            &header[12..20],
+            &[8, 7, 6, 5, 4, 3, 2, 1],
+            "sequence, little-endian"
+        );
+        assert_eq!(&header[20..28], &[0; 8], "reserved");
+        assert_eq!(
+            u32::from_le_bytes(header[28..32].try_into().unwrap()),
+            crc32fast::hash(&header[..28])
+        );
+        let frame = frame(5, b"v");
+        let mut block = BlockBuilder::new();
+        block.push(0xAABB, 2, &frame);
+        let bytes = block.finish().to_vec();
+        let body_len = 4 + 16 + frame.len();
+        assert_eq!(&bytes[..4], &(body_len as u32).to_le_bytes(), "body length");
+        assert_eq!(&bytes[4..8], &crc32fast::hash(&bytes[8..]).to_le_bytes());
+        assert_eq!(&bytes[8..12], &[1, 0, 0, 0], "one entry");
+        assert_eq!(&bytes[12..20], &0xAABBu64.to_le_bytes(), "topic id");
+        assert_eq!(&bytes[20..24], &[2, 0, 0, 0], "partition");
+        assert_eq!(&bytes[24..28], &(frame.len() as u32).to_le_bytes());
+        assert_eq!(&bytes[28..], &frame[..], "the frame, as in the segment");
+        assert_eq!(bytes.len(), BLOCK_HEADER_LEN + body_len);
+    }
+
+    #[test]
+    fn blocks_decode_in_order() {
+        let (a, b, c) = (frame(0, b"a"), frame(1, b"bb"), frame(0, b"c"));
+        let bytes = file(&[
+            &[(1, 0, a.clone()), (2, 3, c.clone())],
+            &[(1, 0, b.clone())],
+        ]);
+        let decoded = decode_journal(&bytes).unwrap();
+        assert_eq!(decoded.sequence, 3);
+        assert_eq!(decoded.torn_bytes, 0);
+        assert_eq!(decoded.valid_len, bytes.len() as u64);
+        let entries: Vec<(u64, u32, &[u8])> = decoded
+            .blocks
+            .iter()
+            .flat_map(|block| block.entries.iter())
+            .map(|e| (e.topic_id, e.partition, e.frame))
+            .collect();
+        assert_eq!(entries, [(1, 0, &a[..]), (2, 3, &c[..]), (1, 0, &b[..])]);
+        assert_eq!(decoded.blocks[0].position, JOURNAL_HEADER_LEN as u64);
+    }
+
+    #[test]
+    fn a_torn_last_block_is_cut_and_reported() {
+        let bytes = file(&[&[(1, 0, frame(0, b"a"))], &[(1, 0, frame(1, b"b"))]]);
+        let first_end = decode_journal(&bytes).unwrap().blocks[1].position as usize;
+        for cut in first_end + 1..bytes.len() {
+            let decoded = decode_journal(&bytes[..cut]).unwrap();
+            assert_eq!(decoded.blocks.len(), 1, "cut at {cut}");
+            assert_eq!(decoded.valid_len, first_end as u64);
+            assert_eq!(decoded.torn_bytes, (cut - first_end) as u64);
+        }
+        // The last block's bytes damaged in place (a torn write): cut as well.
+        let mut damaged = bytes.clone();
+        *damaged.last_mut().unwrap() ^= 0xFF;
+        assert_eq!(decode_journal(&damaged).unwrap().blocks.len(), 1);
+        // Zeros after the last block (sectors never written): a tail, not damage.
+        let mut zeros = bytes.clone();
+        zeros.extend_from_slice(&[0; 600]);
+        let decoded = decode_journal(&zeros).unwrap();
+        assert_eq!((decoded.blocks.len(), decoded.torn_bytes), (2, 600));
+    }
+
+    #[test]
+    fn a_damaged_block_followed_by_a_valid_one_is_corruption() {
+        let bytes = file(&[&[(1, 0, frame(0, b"a"))], &[(1, 0, frame(1, b"b"))]]);
+        let mut damaged = bytes.clone();
+        damaged[JOURNAL_HEADER_LEN + BLOCK_HEADER_LEN + 6] ^= 0x01;
+        let error = decode_journal(&damaged).unwrap_err();
+        assert_eq!(error.position, JOURNAL_HEADER_LEN as u64);
+        assert!(error.reason.contains("a valid block follows"), "{error}");
+    }
+
+    #[test]
+    fn a_bad_header_is_corruption() {
+        let bytes = file(&[&[(1, 0, frame(0, b"a"))]]);
+        for at in [0, 9, 13, 21, 29] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x40;
+            assert!(decode_journal(&damaged).is_err(), "byte {at} of the header");
+        }
+        assert!(decode_journal(&bytes[..JOURNAL_HEADER_LEN - 1]).is_err());
+        assert_eq!(
+            decode_journal(&bytes[..JOURNAL_HEADER_LEN])
+                .unwrap()
+                .blocks
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_block_whose_crc_matches_but_whose_entries_do_not_fit_is_corruption() {
+        let mut block = BlockBuilder::new();
+        block.push(1, 0, &frame(0, b"a"));
+        let mut bytes = block.finish().to_vec();
+        // Claim two entries and fix the CRC: the second runs past the block.
+        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[8..]);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        let mut file = encode_header(0).to_vec();
+        file.extend_from_slice(&bytes);
+        let error = decode_journal(&file).unwrap_err();
+        assert!(error.reason.contains("runs past its block"), "{error}");
+    }
+}
