@@ -293,3 +293,60 @@ fn appends_over_the_journal_frame_limit_fsync_their_own_segment() {
     // Only the small one came back from the journal: the big one's segment was fsynced.
     assert_eq!(report.restored, [("mixed".to_string(), 0, 1)], "{report:?}");
 }
+
+#[test]
+fn a_full_device_fails_journaled_appends_without_stopping_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let sim = SimStorage::new();
+    let store = open(root, &sim).unwrap();
+    store
+        .create_topic("orders", TopicConfig::with_partitions(2))
+        .unwrap();
+    let mut acked = fill(&store, "orders", 2, 3);
+    // The segments' frames land in zeros written ahead of their ends, so only the journal's
+    // block has to grow a file.
+    sim.capacity_bytes(Some(sim.used_bytes() + 10));
+    for _ in 0..2 {
+        let error = store
+            .append(
+                "orders",
+                &[Record::new(b"x".to_vec())],
+                Partitioning::Partition(0),
+            )
+            .unwrap_err();
+        assert!(matches!(error, Error::StorageFull { .. }), "{error}");
+    }
+    sim.capacity_bytes(None);
+    for partition in 0..2u32 {
+        let v = format!("after {partition}").into_bytes();
+        store
+            .append(
+                "orders",
+                &[Record::new(v.clone())],
+                Partitioning::Partition(partition),
+            )
+            .unwrap();
+        acked[partition as usize].push(v);
+    }
+    let image = sim.power_cut(CrashMode::DropUnsynced);
+    drop(store);
+    let reopened = open(root, &image).unwrap();
+    for partition in 0..2u32 {
+        let read = values(&reopened, "orders", partition);
+        let acked = &acked[partition as usize];
+        // Every acknowledged event, in order; the refused ones may be there too (a later
+        // fsync of their segment covered them), as after a lost acknowledgement.
+        let mut rest = read.iter();
+        for v in acked {
+            assert!(
+                rest.any(|r| r == v),
+                "partition {partition}: {v:?} lost: {read:?}"
+            );
+        }
+        assert!(
+            read.len() <= acked.len() + 2,
+            "partition {partition}: {read:?}"
+        );
+    }
+}

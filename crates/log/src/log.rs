@@ -160,10 +160,15 @@ struct Writer {
     buffer: Vec<u8>,
     timestamps: Vec<u64>,
     closed: bool,
+    /// The close fsynced everything written (see [`Log::sync_segment`]).
+    synced_at_close: bool,
 }
 
 struct SyncState {
     durable: EndPoint,
+    /// How far the segment files are fsynced: `durable` without what only an outside journal
+    /// holds. Checkpoints and retention go by this, never by `durable`.
+    fsynced: EndPoint,
     in_progress: bool,
     last_sync_ms: u64,
     /// Appenders parked until a round makes their events durable (see `wait_durable`).
@@ -310,10 +315,12 @@ impl Log {
                     buffer: Vec::new(),
                     timestamps: Vec::new(),
                     closed: false,
+                    synced_at_close: false,
                 }),
                 fsync: Mutex::new(()),
                 sync: Mutex::new(SyncState {
                     durable: end,
+                    fsynced: end,
                     in_progress: false,
                     last_sync_ms: now,
                     waiters: Vec::new(),
@@ -472,7 +479,19 @@ impl Log {
         expected_offset: Option<u64>,
         journal: &mut dyn FnMut(&[u8], JournalPoint),
     ) -> Result<PendingAppend<'_>> {
-        let frame_len = self.check_append(events)?;
+        self.write_frame(events, expected_offset, journal, true)
+    }
+
+    /// Assigns offsets and writes the frame of an append; `limits` says whether the
+    /// configured limits apply (not to a frame restored from a journal: it was accepted once).
+    fn write_frame(
+        &self,
+        events: &[AppendEvent<'_>],
+        expected_offset: Option<u64>,
+        journal: &mut dyn FnMut(&[u8], JournalPoint),
+        limits: bool,
+    ) -> Result<PendingAppend<'_>> {
+        let frame_len = self.check_append_within(events, limits)?;
         let inner = &self.inner;
         let (first_offset, end, rolled) = {
             let mut writer = lock(&inner.writer);
@@ -586,16 +605,16 @@ impl Log {
     /// segments were fsynced when they were sealed.
     ///
     /// # Errors
-    /// [`Error::Closed`]; [`Error::Io`] or [`Error::Poisoned`] if the fsync failed (the log is
-    /// then poisoned).
+    /// [`Error::Closed`] if the log closed without fsyncing everything (its close failed);
+    /// [`Error::Io`] or [`Error::Poisoned`] if the fsync failed (the log is then poisoned).
     pub fn sync_segment(&self) -> Result<()> {
-        if let Some(cause) = self.inner.poison.get() {
-            return Err(Error::Poisoned {
-                cause: cause.clone(),
-            });
-        }
-        if lock(&self.inner.writer).closed {
-            return Err(Error::Closed);
+        {
+            let writer = lock(&self.inner.writer);
+            if writer.closed && writer.synced_at_close {
+                // Closed cleanly: everything written was fsynced then.
+                return Ok(());
+            }
+            self.check_writable(&writer)?;
         }
         self.lead_sync(true)
     }
@@ -640,9 +659,13 @@ impl Log {
                 value: view.value,
             })
             .collect();
-        let pending = self.append_start(&events, Some(header.base_offset))?;
+        // The limits configured now do not apply: the frame was accepted under the ones of
+        // the time, and refusing it would lose acknowledged events.
+        let pending = self.write_frame(&events, Some(header.base_offset), &mut |_, _| {}, false)?;
         if pending.rolled {
-            self.apply_retention()?;
+            if let Err(error) = self.apply_retention() {
+                tracing::warn!(dir = %self.inner.dir.display(), %error, "retention after a segment roll failed");
+            }
         }
         Ok(u64::from(header.event_count))
     }
@@ -695,11 +718,16 @@ impl Log {
 
     /// Checks an append against the limits before anything is written; returns its frame length.
     fn check_append(&self, events: &[AppendEvent<'_>]) -> Result<usize> {
+        self.check_append_within(events, true)
+    }
+
+    /// [`Log::check_append`], with the configured limits or only the format's.
+    fn check_append_within(&self, events: &[AppendEvent<'_>], limits: bool) -> Result<usize> {
         let config = &self.inner.config;
         if events.is_empty() {
             return Err(Error::EmptyAppend);
         }
-        if events.len() > config.append_events_max as usize {
+        if limits && events.len() > config.append_events_max as usize {
             return Err(Error::AppendTooLarge {
                 what: "events",
                 actual: events.len() as u64,
@@ -713,7 +741,7 @@ impl Log {
                 index,
                 reason: "a key, value, header name or header count is too large for the format",
             })?;
-            if len > config.event_bytes_max as usize {
+            if limits && len > config.event_bytes_max as usize {
                 return Err(Error::EventTooLarge {
                     index,
                     bytes: len as u64,
@@ -722,7 +750,7 @@ impl Log {
             }
             frame_len += len;
         }
-        if frame_len > config.append_bytes_max as usize {
+        if limits && frame_len > config.append_bytes_max as usize {
             return Err(Error::AppendTooLarge {
                 what: "bytes",
                 actual: frame_len as u64,
@@ -761,7 +789,7 @@ impl Log {
         let inner = &self.inner;
         self.cut_preallocated(writer)?;
         self.fsync_segment(&*writer.file, &writer.active.path)?;
-        self.mark_durable(writer.end);
+        self.mark_fsynced(writer.end);
         if let Some(index) = writer.active.index_file() {
             if let Err(error) =
                 segment::write_index_file(&*inner.storage, &writer.active.index_path, &index, false)
@@ -816,7 +844,7 @@ impl Log {
         writer.allocated_end = writer.end.position;
         writer.created_ms = now_ms;
         writer.index = IndexBuilder::new(base_offset, inner.config.index_interval_bytes);
-        self.mark_durable(writer.end);
+        self.mark_fsynced(writer.end);
         let end = writer.end;
         let refreshed = self.update_checkpoint(|checkpoint| {
             checkpoint.segment_base_offset = end.segment_base;
@@ -846,6 +874,17 @@ impl Log {
         for thread in covered {
             thread.unpark();
         }
+    }
+
+    /// [`Log::mark_durable`] after an fsync of the segment files up to `end`.
+    fn mark_fsynced(&self, end: EndPoint) {
+        {
+            let mut sync = lock(&self.inner.sync);
+            if end.is_after(&sync.fsynced) {
+                sync.fsynced = end;
+            }
+        }
+        self.mark_durable(end);
     }
 
     /// Lets readers see up to `end`, if that is further than they see now.
@@ -1062,7 +1101,7 @@ impl Log {
             return Ok(());
         }
         self.fsync_segment(&*file, &path)?;
-        self.mark_durable(target);
+        self.mark_fsynced(target);
         let checkpoint_due = {
             let checkpoint = lock(&inner.checkpoint);
             checkpoint.segment_base_offset != target.segment_base
@@ -1315,10 +1354,11 @@ impl Log {
                 ..RetentionReport::default()
             });
         }
-        // The new start must never pass the durable end (under a lossy policy the events below
-        // `offset` may not be synced yet), or a power cut could leave a start past the end.
-        if offset > lock(&inner.sync).durable.next_offset {
-            self.sync()?;
+        // The new start must never pass the fsynced end (under a lossy policy the events below
+        // `offset` may not be synced yet, and a journal's may be in the journal only), or a
+        // power cut could leave a start past the end.
+        if offset > lock(&inner.sync).fsynced.next_offset {
+            self.lead_sync(true)?;
         }
         let victims: Vec<(Arc<Segment>, u64)> = self
             .sealed_segments()
@@ -1381,10 +1421,10 @@ impl Log {
         let inner = &self.inner;
         // The checkpoint may lag in a segment this removes (a refresh that met a full device
         // after a roll), whether or not `new_start` is in the active segment (`truncate_before`
-        // may cut into it): move it to the durable end, so that it never names a segment that
-        // is gone. The durable end is in the active segment (a roll fsyncs and marks the new
-        // segment's start durable), which is never a victim.
-        let durable = lock(&inner.sync).durable;
+        // may cut into it): move it to the fsynced end, so that it never names a segment that
+        // is gone. The fsynced end is in the active segment (a roll fsyncs and marks the new
+        // segment's start fsynced), which is never a victim.
+        let durable = lock(&inner.sync).fsynced;
         debug_assert!(victims
             .iter()
             .all(|(segment, _)| segment.base_offset != durable.segment_base));
@@ -1511,7 +1551,13 @@ impl Log {
         let inner = &self.inner;
         let mut writer = lock(&inner.writer);
         if writer.closed {
-            return Ok(());
+            // Closed before: whether that close made everything durable is what counts.
+            return match inner.poison.get() {
+                Some(cause) if !writer.synced_at_close => Err(Error::Poisoned {
+                    cause: cause.clone(),
+                }),
+                _ => Ok(()),
+            };
         }
         writer.closed = true;
         let result = self.close_cleanly(&mut writer);
@@ -1536,7 +1582,8 @@ impl Log {
         }
         self.cut_preallocated(writer)?;
         self.fsync_segment(&*writer.file, &writer.active.path)?;
-        self.mark_durable(writer.end);
+        self.mark_fsynced(writer.end);
+        writer.synced_at_close = true;
         if let Some(index) = writer.active.index_file() {
             segment::write_index_file(&*inner.storage, &writer.active.index_path, &index, true)?;
         }

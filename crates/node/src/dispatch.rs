@@ -631,6 +631,8 @@ pub(crate) fn store_error(error: StoreError) -> Response {
         StoreError::UnknownGroup(_) => ErrorCode::UnknownGroup,
         StoreError::Closed => ErrorCode::ShuttingDown,
         StoreError::Corrupt { .. } => ErrorCode::Corruption,
+        StoreError::JournalPoisoned { .. } => ErrorCode::Unavailable,
+        StoreError::StorageFull { .. } => ErrorCode::StorageFull,
         StoreError::Log { source, .. } => log_code(source),
         StoreError::Batch(batch) | StoreError::Partition { source: batch, .. } => {
             match batch.as_ref() {

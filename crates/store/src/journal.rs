@@ -47,8 +47,11 @@ struct State {
     marks: Vec<(Arc<Log>, JournalPoint)>,
     /// The ticket of the next journaled frame.
     next_ticket: u64,
-    /// Every frame whose ticket is below this is durable.
+    /// Every frame whose ticket is below this is durable, or in `full`.
     durable_ticket: u64,
+    /// Ticket ranges whose block did not fit on the device (their appends failed), with what
+    /// failed.
+    full: Vec<(std::ops::Range<u64>, String)>,
     /// A group commit is running.
     leading: bool,
     /// A spare block buffer, swapped in by each group commit.
@@ -72,6 +75,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// True when an I/O error says the device (or the user's quota) is full.
+fn is_storage_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    error.kind() == std::io::ErrorKind::StorageFull
+        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 fn file_name(sequence: u64) -> String {
@@ -137,6 +148,7 @@ impl Journal {
                 marks: Vec::new(),
                 next_ticket: 0,
                 durable_ticket: 0,
+                full: Vec::new(),
                 leading: false,
                 spare: BlockBuilder::new(),
                 file,
@@ -187,10 +199,17 @@ impl Journal {
     pub(crate) fn wait(&self, ticket: u64) -> Result<()> {
         let mut state = lock(&self.state);
         loop {
-            self.check()?;
+            // Durable first: a failure after this ticket's commit does not take it back.
             if state.durable_ticket > ticket {
-                return Ok(());
+                return match state.full.iter().find(|(range, _)| range.contains(&ticket)) {
+                    Some((_, reason)) => Err(Error::StorageFull {
+                        path: self.dir.join(file_name(state.sequence)),
+                        reason: reason.clone(),
+                    }),
+                    None => Ok(()),
+                };
             }
+            self.check()?;
             if state.leading {
                 state = self
                     .committed
@@ -209,6 +228,7 @@ impl Journal {
         std::mem::swap(&mut state_ref.block, &mut state_ref.spare);
         state_ref.block.clear();
         let marks = std::mem::take(&mut state_ref.marks);
+        let first_ticket = state_ref.durable_ticket;
         let last_ticket = state_ref.next_ticket;
         let mut block = std::mem::take(&mut state_ref.spare);
         let position = state_ref.file_len;
@@ -220,26 +240,29 @@ impl Journal {
                 .or_insert_with(|| log.clone());
         }
         let file = state_ref.file.clone();
-        let path = self.dir.join(file_name(state_ref.sequence));
+        let sequence = state_ref.sequence;
+        let path = self.dir.join(file_name(sequence));
         state_ref.leading = true;
         drop(state);
 
         let started = std::time::Instant::now();
-        let written = file
-            .write_all_at(block.finish(), position)
-            .map_err(|e| Error::io("write", &path, e))
-            .and_then(|()| file.sync_data().map_err(|e| Error::io("fsync", &path, e)));
+        if let Err(source) = file.write_all_at(block.finish(sequence), position) {
+            if is_storage_full(&source) {
+                return self.block_did_not_fit(
+                    &*file,
+                    &path,
+                    position,
+                    first_ticket..last_ticket,
+                    block,
+                    &source,
+                );
+            }
+            return Err(self.fail(Error::io("write", &path, source)));
+        }
+        let written = file.sync_data().map_err(|e| Error::io("fsync", &path, e));
         crate::metrics::journal_synced(started.elapsed());
         if let Err(error) = written {
-            // Fail-stop: a failed fsync is never retried, and nothing more is acknowledged.
-            tracing::error!(%error, "the store's journal failed; refusing appends until reopen");
-            let _ = self.poison.set(error.to_string());
-            let mut state = lock(&self.state);
-            state.leading = false;
-            self.committed.notify_all();
-            drop(state);
-            // The same error for the leader as for everyone it made wait.
-            return Err(self.check().expect_err("poisoned just now"));
+            return Err(self.fail(error));
         }
         // In journal order, so a log's frames are marked in offset order.
         for (log, point) in &marks {
@@ -272,6 +295,63 @@ impl Journal {
         Ok(state)
     }
 
+    /// Fail-stop: a failed write or fsync is never retried, and nothing more is acknowledged.
+    /// Returns the error everyone waiting gets.
+    fn fail(&self, error: Error) -> Error {
+        let mut state = lock(&self.state);
+        let error = self.fail_locked(&mut state, error);
+        state.leading = false;
+        error
+    }
+
+    /// [`Journal::fail`] with the state held.
+    fn fail_locked(&self, _state: &mut State, error: Error) -> Error {
+        tracing::error!(%error, "the store's journal failed; refusing appends until reopen");
+        let _ = self.poison.set(error.to_string());
+        self.committed.notify_all();
+        Error::JournalPoisoned {
+            cause: error.to_string(),
+        }
+    }
+
+    /// A block that did not fit on the device: its partial bytes are cut off again (if that
+    /// fails, the journal is poisoned), its appends fail with [`Error::StorageFull`], and
+    /// later blocks are written where it began. Their frames stay in their segments,
+    /// unacknowledged, until a later fsync of the segment covers them.
+    fn block_did_not_fit<'a>(
+        &'a self,
+        file: &dyn StorageFile,
+        path: &Path,
+        position: u64,
+        tickets: std::ops::Range<u64>,
+        mut block: BlockBuilder,
+        source: &std::io::Error,
+    ) -> Result<MutexGuard<'a, State>> {
+        if let Err(cut) = file.set_len(position) {
+            return Err(self.fail(Error::io(
+                "cut a journal block that did not fit from",
+                path,
+                cut,
+            )));
+        }
+        tracing::warn!(journal = %path.display(), %source, "the device is full: a journal block did not fit; its appends failed");
+        let reason = format!("writing a journal block failed: {source}");
+        block.clear();
+        let mut state = lock(&self.state);
+        state.spare = block;
+        state.file_len = position;
+        state.durable_ticket = tickets.end;
+        let ticket = tickets.start;
+        state.full.push((tickets, reason));
+        state.leading = false;
+        self.committed.notify_all();
+        drop(state);
+        // The leader's own append is in the block: answer it like the others.
+        let state = lock(&self.state);
+        debug_assert!(state.full.iter().any(|(range, _)| range.contains(&ticket)));
+        Ok(state)
+    }
+
     /// Puts the new file `created` in place for the next group commits (called by the leader,
     /// so no block is being written); returns the old one's path and the logs it covers. A failure leaves
     /// the current file in use (it only grows) and is retried after the next commit.
@@ -290,8 +370,13 @@ impl Journal {
                 let logs = std::mem::take(&mut state.touched).into_values().collect();
                 Some((old, logs))
             }
+            Err(Error::Io { source, .. }) if is_storage_full(&source) => {
+                tracing::warn!(%source, "the device is full: starting a new journal file failed; the current one keeps growing");
+                None
+            }
             Err(error) => {
-                tracing::warn!(%error, "starting a new journal file failed; the current one keeps growing");
+                // An fsync (of the new file or the directory) failed: never retried.
+                drop(self.fail_locked(state, error));
                 None
             }
         }
@@ -302,10 +387,10 @@ impl Journal {
     /// reopened, which replays it.
     fn retire(&self, (path, logs): (PathBuf, Vec<Arc<Log>>)) {
         for log in logs {
+            // A log that closed cleanly (its topic was deleted, or the store is closing)
+            // fsynced its segment then, and says Ok.
             match log.sync_segment() {
-                // A log that closed (its topic was deleted, or the store is closing) fsynced
-                // its segment when it closed.
-                Ok(()) | Err(weir_log::Error::Closed) => {}
+                Ok(()) => {}
                 Err(error) => {
                     tracing::error!(%error, journal = %path.display(), "a partition of a retired journal file could not be fsynced; the file stays until the store reopens");
                     return;
@@ -322,9 +407,21 @@ impl Journal {
         }
     }
 
-    /// At a clean close, after every topic closed (each fsynced its segments): removes the
-    /// journal files, which hold nothing the segments lack.
-    pub(crate) fn close(&self) -> Result<()> {
+    /// At close, after the topics closed: if every partition's segment is fsynced (each
+    /// closed cleanly), removes the journal files, which then hold nothing the segments lack;
+    /// otherwise keeps them for the next open to replay.
+    pub(crate) fn close(&self, topics: &[Arc<Topic>]) -> Result<()> {
+        for topic in topics {
+            for (partition, log) in topic.partitions.iter().enumerate() {
+                if let Err(error) = log.sync_segment() {
+                    tracing::warn!(topic = %topic.meta.name, partition, %error, "a partition did not close cleanly: the journal stays for the next open to replay");
+                    return Ok(());
+                }
+            }
+        }
+        // No group commit or rotation runs any more (the store is closed); hold the state
+        // all the same, so that none starts while the files go.
+        let _state = lock(&self.state);
         let names = self
             .storage
             .list_dir(&self.dir)
@@ -384,10 +481,7 @@ fn replay(
         match sequence {
             Some(sequence) => files.push((sequence, path)),
             None => {
-                return Err(Error::Corrupt {
-                    path,
-                    reason: "is not a journal file, yet lies in the journal directory".into(),
-                })
+                tracing::warn!(path = %path.display(), "ignoring a file in the journal directory that is not a journal file");
             }
         }
     }
@@ -468,7 +562,11 @@ fn read_all(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open", path, e))?;
     let len = file.len().map_err(|e| Error::io("stat", path, e))?;
-    let mut bytes = vec![0u8; len as usize];
+    let len = usize::try_from(len).map_err(|_| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("{len} bytes do not fit in memory"),
+    })?;
+    let mut bytes = vec![0u8; len];
     weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
         .map_err(|e| Error::io("read", path, e))?;
     Ok(bytes)

@@ -13,8 +13,8 @@ pub const JOURNAL_HEADER_LEN: usize = 32;
 pub const BLOCK_HEADER_LEN: usize = 8;
 /// Bytes of an entry before its frame: topic id, partition, frame length.
 pub const ENTRY_HEADER_LEN: usize = 16;
-/// Bytes of a block body before its entries: the entry count.
-pub const BODY_HEADER_LEN: usize = 4;
+/// Bytes of a block body before its entries: the file's sequence and the entry count.
+pub const BODY_HEADER_LEN: usize = 12;
 /// The largest block body a decoder accepts (a group commit never writes more than a few
 /// appends' worth; the bound keeps a damaged length from asking for a huge buffer).
 pub const BLOCK_BODY_MAX: u32 = 1 << 30;
@@ -86,10 +86,12 @@ impl BlockBuilder {
         self.entries == 0
     }
 
-    /// Fills in the block's length, entry count and CRC; returns the bytes to write.
-    pub fn finish(&mut self) -> &[u8] {
+    /// Fills in the block's length, the sequence of the file it goes to, its entry count and
+    /// CRC; returns the bytes to write.
+    pub fn finish(&mut self, sequence: u64) -> &[u8] {
         let body_len = (self.bytes.len() - BLOCK_HEADER_LEN) as u32;
-        self.bytes[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + BODY_HEADER_LEN]
+        self.bytes[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + 8].copy_from_slice(&sequence.to_le_bytes());
+        self.bytes[BLOCK_HEADER_LEN + 8..BLOCK_HEADER_LEN + BODY_HEADER_LEN]
             .copy_from_slice(&self.entries.to_le_bytes());
         let crc = crc32fast::hash(&self.bytes[BLOCK_HEADER_LEN..]);
         self.bytes[..4].copy_from_slice(&body_len.to_le_bytes());
@@ -167,8 +169,9 @@ fn corrupt(position: usize, reason: impl Into<String>) -> JournalCorrupt {
 /// so a missing or damaged header is corruption. Blocks are written one after another, each
 /// only after the one before was fsynced, so only the last block can be torn: the first block
 /// that is cut short, has a zero or out-of-bounds length or fails its CRC ends the valid part,
-/// and the rest is a torn tail — unless a block with a valid CRC follows right after it, which
-/// means an acknowledged block was damaged: corruption.
+/// and the rest is a torn tail — unless a valid block of this file (its CRC matches and it
+/// names the file's sequence) starts anywhere after it, which means an acknowledged block was
+/// damaged: corruption.
 ///
 /// # Errors
 /// [`JournalCorrupt`] with the byte position: a bad header, a damaged block followed by a
@@ -203,14 +206,9 @@ pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt
     let sequence = u64_at(bytes, SEQUENCE_AT).unwrap_or_default();
     let mut blocks = Vec::new();
     let mut at = JOURNAL_HEADER_LEN;
-    loop {
-        match block_at(bytes, at)? {
-            Some((block, next)) => {
-                blocks.push(block);
-                at = next;
-            }
-            None => break,
-        }
+    while let Some((block, next)) = block_at(bytes, at, sequence)? {
+        blocks.push(block);
+        at = next;
     }
     Ok(DecodedJournal {
         sequence,
@@ -221,23 +219,38 @@ pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt
 }
 
 /// The block at `at` and the position after it; `None` at the end or at a torn tail.
-fn block_at(bytes: &[u8], at: usize) -> Result<Option<(JournalBlock<'_>, usize)>, JournalCorrupt> {
+fn block_at(
+    bytes: &[u8],
+    at: usize,
+    sequence: u64,
+) -> Result<Option<(JournalBlock<'_>, usize)>, JournalCorrupt> {
     let Some(body) = checked_body(bytes, at) else {
-        // Damaged or cut short. If its length field still says where the next block starts
-        // and a valid block is there, this one was written (and acknowledged) before it.
-        if let Some(len) = u32_at(bytes, at).filter(|&len| len != 0 && len <= BLOCK_BODY_MAX) {
-            let next = at + BLOCK_HEADER_LEN + len as usize;
-            if checked_body(bytes, next).is_some() {
-                return Err(corrupt(
-                    at,
-                    "a journal block fails its CRC but a valid block follows it",
-                ));
-            }
+        // Damaged or cut short. If a valid block of this file starts anywhere after it (its
+        // own length field may be what is damaged), this one was written, fsynced and
+        // acknowledged before that one.
+        let tag = sequence.to_le_bytes();
+        let later = (at + 1..bytes.len()).find(|&next| {
+            bytes.get(next + BLOCK_HEADER_LEN..next + BLOCK_HEADER_LEN + 8) == Some(&tag[..])
+                && checked_body(bytes, next).is_some()
+        });
+        if let Some(next) = later {
+            return Err(corrupt(
+                at,
+                format!(
+                    "a journal block fails its checks but a valid block follows it at byte {next}"
+                ),
+            ));
         }
         return Ok(None);
     };
     let body_at = at + BLOCK_HEADER_LEN;
-    let count = u32_at(body, 0).unwrap_or_default();
+    if u64_at(body, 0) != Some(sequence) {
+        return Err(corrupt(
+            at,
+            "a journal block names another file's sequence (a block where it does not belong)",
+        ));
+    }
+    let count = u32_at(body, 8).unwrap_or_default();
     if count == 0 {
         return Err(corrupt(at, "a journal block holds no entries"));
     }
@@ -253,7 +266,10 @@ fn block_at(bytes: &[u8], at: usize) -> Result<Option<(JournalBlock<'_>, usize)>
             return Err(corrupt(entry_at, "a journal entry runs past its block"));
         };
         let frame_at = in_body + ENTRY_HEADER_LEN;
-        let Some(frame) = body.get(frame_at..frame_at + frame_len as usize) else {
+        let Some(frame) = frame_at
+            .checked_add(frame_len as usize)
+            .and_then(|frame_end| body.get(frame_at..frame_end))
+        else {
             return Err(corrupt(
                 entry_at,
                 "a journal entry's frame runs past its block",
@@ -293,9 +309,76 @@ fn checked_body(bytes: &[u8], at: usize) -> Option<&[u8]> {
     if len < BODY_HEADER_LEN as u32 || len > BLOCK_BODY_MAX {
         return None;
     }
-    let crc = u32_at(bytes, at + 4)?;
-    let body = bytes.get(at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len as usize)?;
+    let crc = u32_at(bytes, at.checked_add(4)?)?;
+    let body_at = at.checked_add(BLOCK_HEADER_LEN)?;
+    let body = bytes.get(body_at..body_at.checked_add(len as usize)?)?;
     (crc32fast::hash(body) == crc).then_some(body)
+}
+
+/// Selector bit of [`fuzz_journal`]: recompute the header's CRC.
+pub const FIX_HEADER_CRC: u8 = 1;
+/// Selector bit of [`fuzz_journal`]: recompute the CRC of each block along the chain (whose
+/// length field fits the input), so that the checks behind the CRC are reached.
+pub const FIX_BLOCK_CRCS: u8 = 2;
+
+/// The body of the journal decoder's fuzz target (`crates/store/fuzz`, and the CI smoke run
+/// `crates/store/tests/fuzz_smoke.rs`). The first byte is a selector of fix-ups; the rest is a
+/// journal file. Panics only if the decoder breaks a property: whatever it accepts re-encodes
+/// to exactly the bytes of its valid part, and the valid part and the torn tail make up the
+/// file.
+#[doc(hidden)]
+pub fn fuzz_journal(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = rest.to_vec();
+    if selector & FIX_HEADER_CRC != 0 && bytes.len() >= JOURNAL_HEADER_LEN {
+        let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+        bytes[HEADER_CRC_AT..JOURNAL_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    }
+    if selector & FIX_BLOCK_CRCS != 0 {
+        let mut at = JOURNAL_HEADER_LEN;
+        while let Some(len) = u32_at(&bytes, at) {
+            let end = at + BLOCK_HEADER_LEN + len as usize;
+            if len as usize > bytes.len() || end > bytes.len() {
+                break;
+            }
+            let crc = crc32fast::hash(&bytes[at + BLOCK_HEADER_LEN..end]);
+            bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+            at = end;
+        }
+    }
+    let Ok(decoded) = decode_journal(&bytes) else {
+        return;
+    };
+    assert_eq!(
+        decoded.valid_len + decoded.torn_bytes,
+        bytes.len() as u64,
+        "the valid part and the torn tail make up the file"
+    );
+    let mut encoded = encode_header(decoded.sequence).to_vec();
+    let reserved = &bytes[RESERVED_AT..HEADER_CRC_AT];
+    assert_eq!(
+        reserved, [0; 8],
+        "accepted a header with reserved bytes set"
+    );
+    for block in &decoded.blocks {
+        assert_eq!(
+            block.position,
+            encoded.len() as u64,
+            "blocks are back to back"
+        );
+        let mut builder = BlockBuilder::new();
+        for entry in &block.entries {
+            builder.push(entry.topic_id, entry.partition, entry.frame);
+        }
+        encoded.extend_from_slice(builder.finish(decoded.sequence));
+    }
+    assert_eq!(
+        encoded[..],
+        bytes[..decoded.valid_len as usize],
+        "what the decoder accepted re-encodes to the same bytes"
+    );
 }
 
 #[cfg(test)]
@@ -316,7 +399,7 @@ mod tests {
             for (topic_id, partition, frame) in *entries {
                 block.push(*topic_id, *partition, frame);
             }
-            bytes.extend_from_slice(block.finish());
+            bytes.extend_from_slice(block.finish(3));
         }
         bytes
     }
@@ -339,15 +422,16 @@ mod tests {
         let frame = frame(5, b"v");
         let mut block = BlockBuilder::new();
         block.push(0xAABB, 2, &frame);
-        let bytes = block.finish().to_vec();
-        let body_len = 4 + 16 + frame.len();
+        let bytes = block.finish(0x11).to_vec();
+        let body_len = 12 + 16 + frame.len();
         assert_eq!(&bytes[..4], &(body_len as u32).to_le_bytes(), "body length");
         assert_eq!(&bytes[4..8], &crc32fast::hash(&bytes[8..]).to_le_bytes());
-        assert_eq!(&bytes[8..12], &[1, 0, 0, 0], "one entry");
-        assert_eq!(&bytes[12..20], &0xAABBu64.to_le_bytes(), "topic id");
-        assert_eq!(&bytes[20..24], &[2, 0, 0, 0], "partition");
-        assert_eq!(&bytes[24..28], &(frame.len() as u32).to_le_bytes());
-        assert_eq!(&bytes[28..], &frame[..], "the frame, as in the segment");
+        assert_eq!(&bytes[8..16], &0x11u64.to_le_bytes(), "the file's sequence");
+        assert_eq!(&bytes[16..20], &[1, 0, 0, 0], "one entry");
+        assert_eq!(&bytes[20..28], &0xAABBu64.to_le_bytes(), "topic id");
+        assert_eq!(&bytes[28..32], &[2, 0, 0, 0], "partition");
+        assert_eq!(&bytes[32..36], &(frame.len() as u32).to_le_bytes());
+        assert_eq!(&bytes[36..], &frame[..], "the frame, as in the segment");
         assert_eq!(bytes.len(), BLOCK_HEADER_LEN + body_len);
     }
 
@@ -404,6 +488,27 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_length_of_an_acknowledged_block_is_corruption_not_a_tail() {
+        let bytes = file(&[
+            &[(1, 0, frame(0, b"a"))],
+            &[(1, 0, frame(1, b"b"))],
+            &[(1, 0, frame(2, b"c"))],
+        ]);
+        for (value, what) in [
+            (0u32, "zero"),
+            (3, "too short"),
+            (u32::MAX, "huge"),
+            (70, "off by some"),
+        ] {
+            let mut damaged = bytes.clone();
+            damaged[JOURNAL_HEADER_LEN..JOURNAL_HEADER_LEN + 4]
+                .copy_from_slice(&value.to_le_bytes());
+            let error = decode_journal(&damaged).unwrap_err();
+            assert_eq!(error.position, JOURNAL_HEADER_LEN as u64, "{what}");
+        }
+    }
+
+    #[test]
     fn a_bad_header_is_corruption() {
         let bytes = file(&[&[(1, 0, frame(0, b"a"))]]);
         for at in [0, 9, 13, 21, 29] {
@@ -425,9 +530,9 @@ mod tests {
     fn a_block_whose_crc_matches_but_whose_entries_do_not_fit_is_corruption() {
         let mut block = BlockBuilder::new();
         block.push(1, 0, &frame(0, b"a"));
-        let mut bytes = block.finish().to_vec();
+        let mut bytes = block.finish(0).to_vec();
         // Claim two entries and fix the CRC: the second runs past the block.
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[16..20].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32fast::hash(&bytes[8..]);
         bytes[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut file = encode_header(0).to_vec();

@@ -1034,19 +1034,14 @@ impl Inner {
         // No topic is created or deleted while the topics close: `create_topic` checks
         // `closed` again under this lock.
         let _admin = lock(&self.topic_admin);
-        let mut topics_closed = true;
-        for topic in self.topics_snapshot() {
+        let topics = self.topics_snapshot();
+        for topic in &topics {
             if let Err(error) = topic.close() {
-                topics_closed = false;
                 first_error.get_or_insert(error);
             }
         }
-        // Every segment is fsynced now: the journal holds nothing they lack. (If a topic
-        // failed to close, the journal stays for the next open to replay.)
-        if topics_closed {
-            if let Err(error) = self.journal.close() {
-                first_error.get_or_insert(error);
-            }
+        if let Err(error) = self.journal.close(&topics) {
+            first_error.get_or_insert(error);
         }
         self.pool.stop();
         lock(&self.lock_file).take();
