@@ -350,3 +350,58 @@ fn a_full_device_fails_journaled_appends_without_stopping_the_store() {
         );
     }
 }
+
+/// The id `topic.json` gives a topic (read by hand: the tests see only the public API).
+fn topic_id(sim: &SimStorage, root: &Path, topic: &str) -> u64 {
+    let json = String::from_utf8(
+        sim.read_file(&root.join("topics").join(topic).join("topic.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let at = json.find("\"id\":").expect("an id") + 5;
+    json[at..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_journaled_frame_after_missing_events_is_corruption_unless_repair_skips_it() {
+    use weir_log::Storage;
+    use weir_store::journal_format::{encode_header, BlockBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let sim = SimStorage::new();
+    let store = open(root, &sim).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    store.close().unwrap();
+    drop(store);
+    // A journal holding an event at offset 3 of a partition that ends at 0.
+    let mut frame = Vec::new();
+    weir_log::format::encode_frame(&mut frame, 3, &[weir_log::AppendEvent::value(b"x")], &[1]);
+    let mut block = BlockBuilder::new();
+    block.push(topic_id(&sim, root, "t"), 0, &frame);
+    let mut file = encode_header(9).to_vec();
+    file.extend_from_slice(block.finish(9));
+    let path = root.join("journal/00000000000000000009.wjl");
+    let written = sim.open(&path, weir_log::OpenMode::CreateNew).unwrap();
+    written.write_all_at(&file, 0).unwrap();
+    written.sync_data().unwrap();
+    sim.sync_dir(&root.join("journal")).unwrap();
+
+    let error = open(root, &sim).unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+    assert!(
+        error.to_string().contains("offset 3") && error.to_string().contains("ends at 0"),
+        "{error}"
+    );
+    let repaired = builder(root, &sim).journal_skip_gaps(true).open().unwrap();
+    assert_eq!(
+        repaired.recovery_report().journal.gaps_skipped,
+        [("t".to_string(), 0, 3, 1)]
+    );
+    assert_eq!(values(&repaired, "t", 0).len(), 0);
+}

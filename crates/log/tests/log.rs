@@ -493,6 +493,10 @@ fn concurrent_appenders_share_fsyncs_and_get_unique_offsets() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(1_000);
     let log = Arc::new(sim_log(&storage, &clock, LogConfig::default()));
+    // An fsync that takes a moment, as a disk's does: with an instant one, 16 threads on two
+    // busy cores can happen to run one after another and never share one (a CI run once saw
+    // exactly that).
+    storage.sync_delay(Some(std::time::Duration::from_micros(200)));
     let calls_before = storage.calls();
     let threads: Vec<_> = (0..16)
         .map(|t| {
@@ -836,4 +840,138 @@ fn zeros_are_written_ahead_of_the_end_and_cut_when_sealing_closing_and_recoverin
             assert_ne!(bytes.last(), Some(&0), "{name} ends in zeros");
         }
     }
+}
+
+/// Appends `value` through `append_start_with`, keeping the frame a journal would keep, and
+/// acknowledges it as journaled (no fsync of the segment).
+fn journaled_append(log: &Log, value: &[u8], frames: &mut Vec<Vec<u8>>) -> u64 {
+    let pending = log
+        .append_start_with(&[AppendEvent::value(value)], None, &mut |frame, point| {
+            assert_eq!(point.end_offset(), point.first_offset() + 1);
+            frames.push(frame.to_vec());
+        })
+        .unwrap();
+    pending.journaled().unwrap()
+}
+
+#[test]
+fn journaled_appends_are_visible_without_a_segment_fsync_and_restored_from_their_frames() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    let mut frames = Vec::new();
+    for i in 0..20u8 {
+        assert_eq!(journaled_append(&log, &[i; 100], &mut frames), u64::from(i));
+    }
+    // Readers see them: the journal made them durable.
+    assert_eq!(log.end_offset(), 20);
+    assert_eq!(values(&log, 0, 100).len(), 20);
+    // Nothing but the rolls fsynced the segments, so a power cut loses the active one's tail.
+    let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+    drop(log);
+    let log = sim_log(&image, &clock, small_config());
+    let kept = log.end_offset();
+    assert!(kept < 20, "the unsynced tail is gone ({kept})");
+    // A frame past the end (events missing before it) is refused.
+    let error = log.restore_frame(&frames[19]).unwrap_err();
+    assert!(
+        matches!(error, Error::UnexpectedOffset { expected: 19, actual } if actual == kept),
+        "{error}"
+    );
+    // Written back in order: the frames the log holds are skipped, the rest appended.
+    let restored: u64 = frames.iter().map(|f| log.restore_frame(f).unwrap()).sum();
+    assert_eq!(restored, 20 - kept);
+    log.sync_segment().unwrap();
+    let expected: Vec<(u64, Vec<u8>)> = (0..20u8).map(|i| (u64::from(i), vec![i; 100])).collect();
+    assert_eq!(values(&log, 0, 100), expected);
+    // Restoring again changes nothing, and the restored events survive the next cut.
+    assert_eq!(
+        frames
+            .iter()
+            .map(|f| log.restore_frame(f).unwrap())
+            .sum::<u64>(),
+        0
+    );
+    let image = image.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+    drop(log);
+    let log = sim_log(&image, &clock, small_config());
+    assert_eq!(values(&log, 0, 100), expected);
+}
+
+#[test]
+fn a_journaled_append_behind_one_that_is_not_waits_for_the_segment_fsync() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, LogConfig::default());
+    // Written, not yet fsynced, not journaled.
+    let plain = log
+        .append_start(&[AppendEvent::value(b"plain")], None)
+        .unwrap();
+    let mut point = None;
+    let journaled = log
+        .append_start_with(&[AppendEvent::value(b"journaled")], None, &mut |_, p| {
+            point = Some(p)
+        })
+        .unwrap();
+    // Marking it would claim `plain` durable too: refused.
+    assert!(!log.mark_journaled(point.unwrap()));
+    assert_eq!(log.end_offset(), 0);
+    // Acknowledging it waits for the segment's fsync, which covers both.
+    assert_eq!(journaled.journaled().unwrap(), 1);
+    assert_eq!(log.end_offset(), 2);
+    let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+    assert_eq!(plain.wait().unwrap(), 0);
+    drop(log);
+    let log = sim_log(&image, &clock, LogConfig::default());
+    assert_eq!(log.end_offset(), 2);
+}
+
+#[test]
+fn retention_never_records_a_start_past_what_the_segments_hold() {
+    let storage = SimStorage::new();
+    let clock = ManualClock::new(1_000);
+    let log = sim_log(&storage, &clock, small_config());
+    let mut frames = Vec::new();
+    for i in 0..30u8 {
+        journaled_append(&log, &[i; 100], &mut frames);
+    }
+    // Into the active segment, past what its last fsync covered: the segments are fsynced
+    // first, so the recorded start never passes the end a power cut leaves.
+    log.truncate_before(29).unwrap();
+    let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+    drop(log);
+    let log = sim_log(&image, &clock, small_config());
+    assert_eq!(log.start_offset(), 29);
+    assert_eq!(values(&log, 29, 10), [(29, vec![29u8; 100])]);
+}
+
+#[test]
+fn a_log_whose_close_failed_never_passes_for_fsynced() {
+    let mut failed_before_the_fsync = 0;
+    for k in 1..=6 {
+        let storage = SimStorage::new();
+        let clock = ManualClock::new(1_000);
+        let log = sim_log(&storage, &clock, LogConfig::default());
+        journaled_append(&log, b"only in a journal", &mut Vec::new());
+        storage.fail_call(Some(k));
+        let closed = log.close();
+        storage.fail_call(None);
+        // What a journal asks before it forgets the frame: Ok only if it is on disk, whatever
+        // step of the close failed (a close again says no more than this).
+        let synced = log.sync_segment();
+        assert_eq!(log.close().is_ok(), synced.is_ok(), "call {k}: {closed:?}");
+        if closed.is_err() && synced.is_err() {
+            failed_before_the_fsync += 1;
+        }
+        let image = storage.power_cut(weir_log::sim::CrashMode::DropUnsynced);
+        drop(log);
+        if synced.is_ok() {
+            let log = sim_log(&image, &clock, LogConfig::default());
+            assert_eq!(log.end_offset(), 1, "call {k}: said fsynced, but lost");
+        }
+    }
+    assert!(
+        failed_before_the_fsync > 0,
+        "some failure came before the fsync"
+    );
 }

@@ -799,3 +799,48 @@ fn verify_reports_damage_and_repair_cuts_only_when_asked() {
     ));
     assert_eq!(out, format!("0 {kept}\n"));
 }
+
+/// `weir verify` reads the journal files a node that did not stop cleanly leaves: repairable
+/// (the next start writes back what the partitions lack), unless an acknowledged block is
+/// damaged, which is corruption with the file and byte position.
+#[test]
+fn verify_reads_the_journal_files_of_a_node_that_did_not_stop_cleanly() {
+    use weir_store::journal_format::{encode_header, BlockBuilder};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let d = root.to_str().unwrap();
+    ok(weir(&["topic", "create", "t", "--data-dir", d], b""));
+    let mut file = encode_header(7).to_vec();
+    for offset in 0..2u64 {
+        let mut frame = Vec::new();
+        weir_log::format::encode_frame(
+            &mut frame,
+            offset,
+            &[weir_log::AppendEvent::value(b"journaled")],
+            &[1],
+        );
+        let mut block = BlockBuilder::new();
+        block.push(42, 0, &frame);
+        file.extend_from_slice(block.finish(7));
+    }
+    let path = root.join("journal/00000000000000000007.wjl");
+    std::fs::write(&path, &file).unwrap();
+    let verify = || weir(&["verify", "--data-dir", d], b"");
+    let output = verify();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("2 journaled append(s)"),
+        "{}",
+        stdout(&output)
+    );
+    // A bit of the first block's body: a valid block follows, so it was acknowledged.
+    file[32 + 8 + 13] ^= 0x04;
+    std::fs::write(&path, &file).unwrap();
+    let output = verify();
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let out = stdout(&output);
+    assert!(
+        out.contains("00000000000000000007.wjl") && out.contains("at byte 32"),
+        "{out}"
+    );
+}

@@ -103,6 +103,10 @@ pub struct JournalRecovery {
     pub torn_bytes: u64,
     /// Journaled frames of topics deleted since.
     pub skipped_deleted: u64,
+    /// Only with `StoreConfig::journal_skip_gaps` (`weir repair`): journaled events skipped
+    /// because events before them are missing from their partition, as (topic, partition,
+    /// first offset skipped, events).
+    pub gaps_skipped: Vec<(String, u32, u64, u64)>,
 }
 
 impl Journal {
@@ -116,15 +120,16 @@ impl Journal {
     pub(crate) fn open(
         root: &Path,
         storage: Arc<dyn Storage>,
-        bytes_max: u64,
+        config: &crate::config::StoreConfig,
         topics: &BTreeMap<String, Arc<Topic>>,
     ) -> Result<(Journal, JournalRecovery)> {
+        let bytes_max = config.journal_bytes_max;
         let dir = root.join(JOURNAL_DIR);
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
         topic::sync_dir(&*storage, root)?;
-        let (files, recovery) = replay(&dir, &*storage, topics)?;
+        let (files, recovery) = replay(&dir, &*storage, topics, config.journal_skip_gaps)?;
         let sequence = files
             .iter()
             .map(|(sequence, _)| sequence + 1)
@@ -460,6 +465,7 @@ fn replay(
     dir: &Path,
     storage: &dyn Storage,
     topics: &BTreeMap<String, Arc<Topic>>,
+    skip_gaps: bool,
 ) -> Result<(Vec<(u64, PathBuf)>, JournalRecovery)> {
     let mut files = Vec::new();
     for name in storage
@@ -532,6 +538,22 @@ fn replay(
                     .or_insert_with(|| (log.clone(), 0));
                 match log.restore_frame(entry.frame) {
                     Ok(events) => slot.1 += events,
+                    Err(weir_log::Error::UnexpectedOffset { expected, actual }) if skip_gaps => {
+                        let events = weir_log::format::check_frame(entry.frame)
+                            .map_or(0, |header| u64::from(header.event_count));
+                        tracing::warn!(topic = %name, partition = entry.partition, first_offset = expected, events, log_end = actual, "skipped journaled events that follow missing ones (repair)");
+                        match recovery.gaps_skipped.iter_mut().find(|gap| {
+                            gap.0 == *name && gap.1 == entry.partition
+                        }) {
+                            Some(gap) => gap.3 += events,
+                            None => recovery.gaps_skipped.push((
+                                name.clone(),
+                                entry.partition,
+                                expected,
+                                events,
+                            )),
+                        }
+                    }
                     Err(weir_log::Error::UnexpectedOffset { expected, actual }) => {
                         return Err(Error::Corrupt {
                             path: path.clone(),

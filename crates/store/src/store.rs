@@ -225,6 +225,14 @@ impl StoreBuilder {
         self
     }
 
+    /// Skip journaled frames that follow missing events at open, reporting them, instead of
+    /// refusing to open (for `weir repair` after a cut; default false). See
+    /// [`StoreConfig::journal_skip_gaps`].
+    pub fn journal_skip_gaps(mut self, skip: bool) -> Self {
+        self.config.journal_skip_gaps = skip;
+        self
+    }
+
     /// The clock for timestamps and leases (tests inject a manual one).
     pub fn clock(mut self, clock: Arc<dyn weir_log::Clock>) -> Self {
         self.config.clock = clock;
@@ -361,8 +369,7 @@ impl Store {
         }
         // Before anything reads the partitions (the clamp below included): write back the
         // journaled events that a crash took from the segments.
-        let (journal, journal_recovery) =
-            Journal::open(&root, storage.clone(), config.journal_bytes_max, &topics)?;
+        let (journal, journal_recovery) = Journal::open(&root, storage.clone(), &config, &topics)?;
         report.journal = journal_recovery;
         // A committed offset never points past the durable log end.
         let clamp = offsets.clamp_to_log_ends(|topic, partition| {

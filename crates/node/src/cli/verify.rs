@@ -144,8 +144,62 @@ fn inspect_data_dir(root: &Path) -> anyhow::Result<Report> {
             format!("{} is missing", topics_dir.display()),
         ));
     }
+    inspect_journal(root, &mut report)?;
     inspect_offsets(root, &mut report)?;
     Ok(report)
+}
+
+/// The store's journal: files a run that did not close cleanly left (the next open writes back
+/// what the partitions lack, then removes them); damage to an acknowledged block is corruption.
+fn inspect_journal(root: &Path, report: &mut Report) -> anyhow::Result<()> {
+    let dir = root.join("journal");
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    names.sort();
+    for name in names {
+        let path = dir.join(&name);
+        if name.ends_with(".tmp") {
+            report.other.push((
+                Health::Repairable,
+                format!(
+                    "{}: an interrupted creation of a journal file; the next open removes it",
+                    path.display()
+                ),
+            ));
+            continue;
+        }
+        if !name.ends_with(".wjl") {
+            continue;
+        }
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        match weir_store::journal_format::decode_journal(&bytes) {
+            Err(corrupt) => report.other.push((
+                Health::Corrupt,
+                format!("{}: corruption {corrupt}", path.display()),
+            )),
+            Ok(decoded) => {
+                let entries: usize = decoded.blocks.iter().map(|b| b.entries.len()).sum();
+                let mut text = format!(
+                    "{}: {entries} journaled append(s) of a run that did not close cleanly; the next open writes back what the partitions lack",
+                    path.display()
+                );
+                if decoded.torn_bytes > 0 {
+                    text.push_str(&format!(
+                        ", and cuts a torn tail of {} byte(s) at byte {} (never acknowledged)",
+                        decoded.torn_bytes, decoded.valid_len
+                    ));
+                }
+                report.other.push((Health::Repairable, text));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn inspect_topic(topics_dir: &Path, name: &str, report: &mut Report) -> anyhow::Result<()> {
@@ -453,9 +507,19 @@ pub(crate) fn repair(args: &RepairArgs) -> anyhow::Result<i32> {
     }
     drop(lock);
     // Recovery does the rest (torn tails, indexes, leftovers, clamping offsets).
-    let store = weir_store::Store::open(&args.data_dir)
+    // A cut partition may end before frames the journal holds for it: those are lost with
+    // the cut, so the open skips them (and says so) instead of refusing.
+    let store = weir_store::Store::builder(&args.data_dir)
+        .journal_skip_gaps(!cuts.is_empty())
+        .open()
         .with_context(|| format!("opening {} after the repair", args.data_dir.display()))?;
     let recovery = store.recovery_report().clone();
+    for (topic, partition, first, events) in &recovery.journal.gaps_skipped {
+        writeln!(
+            out,
+            "{topic}/{partition}: {events} journaled event(s) from offset {first} lost with the cut (events before them are gone)"
+        )?;
+    }
     store
         .close()
         .context("closing the store after the repair")?;
