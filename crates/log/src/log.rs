@@ -162,6 +162,9 @@ struct Writer {
     closed: bool,
     /// The close fsynced everything written (see [`Log::sync_segment`]).
     synced_at_close: bool,
+    /// The offset after the last frame handed to an outside journal (see
+    /// [`Log::append_start_with`]).
+    journaled_end: u64,
 }
 
 struct SyncState {
@@ -316,6 +319,7 @@ impl Log {
                     timestamps: Vec::new(),
                     closed: false,
                     synced_at_close: false,
+                    journaled_end: 0,
                 }),
                 fsync: Mutex::new(()),
                 sync: Mutex::new(SyncState {
@@ -461,7 +465,7 @@ impl Log {
         events: &[AppendEvent<'_>],
         expected_offset: Option<u64>,
     ) -> Result<PendingAppend<'_>> {
-        self.append_start_with(events, expected_offset, &mut |_, _| {})
+        self.write_frame(events, expected_offset, None, true)
     }
 
     /// [`Log::append_start`] for a caller that keeps its own journal (weir-store's): after the
@@ -471,6 +475,12 @@ impl Log {
     /// offset order. Once the journal has made the frame durable, [`PendingAppend::journaled`]
     /// acknowledges it without an fsync of the segment.
     ///
+    /// A journal must never hold a frame after a gap (after a crash its replay could not tell
+    /// unacknowledged events from lost ones), so `journal` is called only if every event
+    /// before the frame is durable or journaled. If an earlier append on this log is waiting
+    /// for the log's own fsync, it is not called ([`PendingAppend::is_journaled`] says so) and
+    /// the append is acknowledged by [`PendingAppend::wait`], as one from `append_start`.
+    ///
     /// # Errors
     /// As [`Log::append_start`]; `journal` is not called if the append fails.
     pub fn append_start_with(
@@ -479,7 +489,7 @@ impl Log {
         expected_offset: Option<u64>,
         journal: &mut dyn FnMut(&[u8], JournalPoint),
     ) -> Result<PendingAppend<'_>> {
-        self.write_frame(events, expected_offset, journal, true)
+        self.write_frame(events, expected_offset, Some(journal), true)
     }
 
     /// Assigns offsets and writes the frame of an append; `limits` says whether the
@@ -488,12 +498,12 @@ impl Log {
         &self,
         events: &[AppendEvent<'_>],
         expected_offset: Option<u64>,
-        journal: &mut dyn FnMut(&[u8], JournalPoint),
+        journal: Option<&mut JournalFn<'_>>,
         limits: bool,
     ) -> Result<PendingAppend<'_>> {
         let frame_len = self.check_append_within(events, limits)?;
         let inner = &self.inner;
-        let (first_offset, end, rolled) = {
+        let (first_offset, end, rolled, journaled) = {
             let mut writer = lock(&inner.writer);
             self.check_writable(&writer)?;
             if let Some(expected) = expected_offset {
@@ -549,14 +559,29 @@ impl Log {
             if !inner.config.sync_policy.is_durable() {
                 self.publish(end);
             }
-            journal(&writer.buffer, JournalPoint { first_offset, end });
-            (first_offset, end, rolled)
+            // Journaled only right after what is durable or journaled already: never after a
+            // gap.
+            let journaled = match journal {
+                Some(journal)
+                    if writer
+                        .journaled_end
+                        .max(inner.durable_next_offset.load(Ordering::Acquire))
+                        >= first_offset =>
+                {
+                    journal(&writer.buffer, JournalPoint { first_offset, end });
+                    writer.journaled_end = end.next_offset;
+                    true
+                }
+                _ => false,
+            };
+            (first_offset, end, rolled, journaled)
         };
         Ok(PendingAppend {
             log: self,
             first_offset,
             end,
             rolled,
+            journaled,
         })
     }
 
@@ -661,7 +686,7 @@ impl Log {
             .collect();
         // The limits configured now do not apply: the frame was accepted under the ones of
         // the time, and refusing it would lose acknowledged events.
-        let pending = self.write_frame(&events, Some(header.base_offset), &mut |_, _| {}, false)?;
+        let pending = self.write_frame(&events, Some(header.base_offset), None, false)?;
         if pending.rolled {
             if let Err(error) = self.apply_retention() {
                 tracing::warn!(dir = %self.inner.dir.display(), %error, "retention after a segment roll failed");
@@ -1666,6 +1691,9 @@ impl Drop for Log {
     }
 }
 
+/// What [`Log::append_start_with`] hands each frame to: its bytes and where it sits.
+type JournalFn<'a> = dyn FnMut(&[u8], JournalPoint) + 'a;
+
 /// Where a journaled append's frame sits in its log: what [`Log::mark_journaled`] needs
 /// once the journal has made the frame durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1694,12 +1722,20 @@ pub struct PendingAppend<'a> {
     first_offset: u64,
     end: EndPoint,
     rolled: bool,
+    journaled: bool,
 }
 
 impl PendingAppend<'_> {
     /// The offset assigned to the first event (not yet durable).
     pub fn first_offset(&self) -> u64 {
         self.first_offset
+    }
+
+    /// True if [`Log::append_start_with`] handed the frame to its journal: acknowledge it with
+    /// [`PendingAppend::journaled`] once the journal made it durable; otherwise with
+    /// [`PendingAppend::wait`].
+    pub fn is_journaled(&self) -> bool {
+        self.journaled
     }
 
     /// The offset after the append's last event: [`Log::wait_durable`] with it waits for
@@ -1726,6 +1762,9 @@ impl PendingAppend<'_> {
     /// # Errors
     /// [`Error::Poisoned`] if the log is; [`Error::Io`] if the fsync it waited for failed.
     pub fn journaled(self) -> Result<u64> {
+        if !self.journaled {
+            return self.wait();
+        }
         self.log
             .finish_journaled(self.first_offset, self.end, self.rolled)?;
         Ok(self.first_offset)

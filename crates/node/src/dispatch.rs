@@ -632,7 +632,6 @@ pub(crate) fn store_error(error: StoreError) -> Response {
         StoreError::Closed => ErrorCode::ShuttingDown,
         StoreError::Corrupt { .. } => ErrorCode::Corruption,
         StoreError::JournalPoisoned { .. } => ErrorCode::Unavailable,
-        StoreError::StorageFull { .. } => ErrorCode::StorageFull,
         StoreError::Log { source, .. } => log_code(source),
         StoreError::Batch(batch) | StoreError::Partition { source: batch, .. } => {
             match batch.as_ref() {

@@ -821,7 +821,8 @@ fn verify_reads_the_journal_files_of_a_node_that_did_not_stop_cleanly() {
         );
         let mut block = BlockBuilder::new();
         block.push(42, 0, &frame);
-        file.extend_from_slice(block.finish(7));
+        let position = file.len() as u64;
+        file.extend_from_slice(block.finish(7, position));
     }
     let path = root.join("journal/00000000000000000007.wjl");
     std::fs::write(&path, &file).unwrap();

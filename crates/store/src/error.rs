@@ -184,16 +184,6 @@ pub enum Error {
         /// The first failure.
         cause: String,
     },
-
-    /// The device is full: the journal could not take the append, and nothing of it is
-    /// acknowledged. Not fail-stop: appends succeed again once space is freed.
-    #[error("the device is full: {reason} ({})", path.display())]
-    StorageFull {
-        /// The file that could not grow.
-        path: PathBuf,
-        /// What failed.
-        reason: String,
-    },
 }
 
 impl From<weir_offsets::Error> for Error {

@@ -47,11 +47,13 @@ struct State {
     marks: Vec<(Arc<Log>, JournalPoint)>,
     /// The ticket of the next journaled frame.
     next_ticket: u64,
-    /// Every frame whose ticket is below this is durable, or in `full`.
+    /// Every frame whose ticket is below this is durable (in the journal, or in its segment).
     durable_ticket: u64,
-    /// Ticket ranges whose block did not fit on the device (their appends failed), with what
-    /// failed.
-    full: Vec<(std::ops::Range<u64>, String)>,
+    /// The store closed: no group commit starts any more.
+    closed: bool,
+    /// The file length at which starting a new file last failed on a full device (retried
+    /// once the file grew past it).
+    rotation_failed_at: u64,
     /// A group commit is running.
     leading: bool,
     /// A spare block buffer, swapped in by each group commit.
@@ -75,6 +77,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held by a group commit's leader while it writes: dropped armed (a panic), it poisons the
+/// journal and wakes everyone waiting, who would otherwise wait for a commit that never ends.
+struct LeadGuard<'a>(Option<&'a Journal>);
+
+impl LeadGuard<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for LeadGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(journal) = self.0.take() {
+            let _ = journal.fail(Error::JournalPoisoned {
+                cause: "a group commit panicked".into(),
+            });
+        }
+    }
 }
 
 /// True when an I/O error says the device (or the user's quota) is full.
@@ -153,7 +175,8 @@ impl Journal {
                 marks: Vec::new(),
                 next_ticket: 0,
                 durable_ticket: 0,
-                full: Vec::new(),
+                closed: false,
+                rotation_failed_at: 0,
                 leading: false,
                 spare: BlockBuilder::new(),
                 file,
@@ -206,15 +229,12 @@ impl Journal {
         loop {
             // Durable first: a failure after this ticket's commit does not take it back.
             if state.durable_ticket > ticket {
-                return match state.full.iter().find(|(range, _)| range.contains(&ticket)) {
-                    Some((_, reason)) => Err(Error::StorageFull {
-                        path: self.dir.join(file_name(state.sequence)),
-                        reason: reason.clone(),
-                    }),
-                    None => Ok(()),
-                };
+                return Ok(());
             }
             self.check()?;
+            if state.closed {
+                return Err(Error::Closed);
+            }
             if state.leading {
                 state = self
                     .committed
@@ -233,7 +253,6 @@ impl Journal {
         std::mem::swap(&mut state_ref.block, &mut state_ref.spare);
         state_ref.block.clear();
         let marks = std::mem::take(&mut state_ref.marks);
-        let first_ticket = state_ref.durable_ticket;
         let last_ticket = state_ref.next_ticket;
         let mut block = std::mem::take(&mut state_ref.spare);
         let position = state_ref.file_len;
@@ -249,36 +268,49 @@ impl Journal {
         let path = self.dir.join(file_name(sequence));
         state_ref.leading = true;
         drop(state);
+        // A panic below (a bug) must not leave every appender waiting for a commit that never
+        // ends: the guard poisons the journal and wakes them.
+        let guard = LeadGuard(Some(self));
 
         let started = std::time::Instant::now();
-        if let Err(source) = file.write_all_at(block.finish(sequence), position) {
-            if is_storage_full(&source) {
-                return self.block_did_not_fit(
-                    &*file,
-                    &path,
-                    position,
-                    first_ticket..last_ticket,
-                    block,
-                    &source,
-                );
+        let mut full = None;
+        if let Err(source) = file.write_all_at(block.finish(sequence, position), position) {
+            if !is_storage_full(&source) {
+                guard.disarm();
+                return Err(self.fail(Error::io("write", &path, source)));
             }
-            return Err(self.fail(Error::io("write", &path, source)));
+            if let Err(error) =
+                self.make_durable_in_segments(&*file, &path, position, &marks, &source)
+            {
+                guard.disarm();
+                return Err(self.fail(error));
+            }
+            full = Some(position);
+        } else {
+            let written = file.sync_data().map_err(|e| Error::io("fsync", &path, e));
+            crate::metrics::journal_synced(started.elapsed());
+            if let Err(error) = written {
+                guard.disarm();
+                return Err(self.fail(error));
+            }
+            // In journal order, so a log's frames are marked in offset order.
+            for (log, point) in &marks {
+                log.mark_journaled(*point);
+            }
         }
-        let written = file.sync_data().map_err(|e| Error::io("fsync", &path, e));
-        crate::metrics::journal_synced(started.elapsed());
-        if let Err(error) = written {
-            return Err(self.fail(error));
-        }
-        // In journal order, so a log's frames are marked in offset order.
-        for (log, point) in &marks {
-            log.mark_journaled(*point);
-        }
+        guard.disarm();
         drop(marks);
         block.clear();
         let mut state = lock(&self.state);
         state.spare = block;
         state.durable_ticket = last_ticket;
-        let rotation = if state.file_len >= self.bytes_max {
+        if let Some(position) = full {
+            state.file_len = position;
+        }
+        let rotation_due = state.file_len >= self.bytes_max
+            && state.file_len > state.rotation_failed_at
+            && !state.closed;
+        let rotation = if rotation_due {
             // Still leading, so no other commit writes meanwhile; the appenders of this one
             // are released first.
             self.committed.notify_all();
@@ -319,42 +351,35 @@ impl Journal {
         }
     }
 
-    /// A block that did not fit on the device: its partial bytes are cut off again (if that
-    /// fails, the journal is poisoned), its appends fail with [`Error::StorageFull`], and
-    /// later blocks are written where it began. Their frames stay in their segments,
-    /// unacknowledged, until a later fsync of the segment covers them.
-    fn block_did_not_fit<'a>(
-        &'a self,
+    /// A block that did not fit on the device (still leading, so no later block is written
+    /// meanwhile): its partial bytes are cut off again, and its frames are made durable the
+    /// other way, by fsyncing their segments (their bytes are written already; the next block
+    /// goes where this one began). A failure of either is fail-stop: the journal is poisoned
+    /// before any later block could hold a frame that follows one that is not durable.
+    fn make_durable_in_segments(
+        &self,
         file: &dyn StorageFile,
         path: &Path,
         position: u64,
-        tickets: std::ops::Range<u64>,
-        mut block: BlockBuilder,
+        marks: &[(Arc<Log>, JournalPoint)],
         source: &std::io::Error,
-    ) -> Result<MutexGuard<'a, State>> {
-        if let Err(cut) = file.set_len(position) {
-            return Err(self.fail(Error::io(
-                "cut a journal block that did not fit from",
-                path,
-                cut,
-            )));
+    ) -> Result<()> {
+        file.set_len(position)
+            .map_err(|e| Error::io("cut a journal block that did not fit from", path, e))?;
+        tracing::warn!(journal = %path.display(), %source, "the device is full: a journal block did not fit; its partitions' segments are fsynced instead");
+        let mut synced: Vec<*const Log> = Vec::new();
+        for (log, _) in marks {
+            if synced.contains(&Arc::as_ptr(log)) {
+                continue;
+            }
+            synced.push(Arc::as_ptr(log));
+            log.sync_segment().map_err(|error| Error::JournalPoisoned {
+                cause: format!(
+                    "the device is full, and fsyncing a partition's segment instead of the journal failed: {error}"
+                ),
+            })?;
         }
-        tracing::warn!(journal = %path.display(), %source, "the device is full: a journal block did not fit; its appends failed");
-        let reason = format!("writing a journal block failed: {source}");
-        block.clear();
-        let mut state = lock(&self.state);
-        state.spare = block;
-        state.file_len = position;
-        state.durable_ticket = tickets.end;
-        let ticket = tickets.start;
-        state.full.push((tickets, reason));
-        state.leading = false;
-        self.committed.notify_all();
-        drop(state);
-        // The leader's own append is in the block: answer it like the others.
-        let state = lock(&self.state);
-        debug_assert!(state.full.iter().any(|(range, _)| range.contains(&ticket)));
-        Ok(state)
+        Ok(())
     }
 
     /// Puts the new file `created` in place for the next group commits (called by the leader,
@@ -367,6 +392,7 @@ impl Journal {
     ) -> Option<(PathBuf, Vec<Arc<Log>>)> {
         match created {
             Ok(file) => {
+                state.rotation_failed_at = 0;
                 let sequence = state.sequence + 1;
                 let old = self.dir.join(file_name(state.sequence));
                 state.file = file;
@@ -375,8 +401,12 @@ impl Journal {
                 let logs = std::mem::take(&mut state.touched).into_values().collect();
                 Some((old, logs))
             }
-            Err(Error::Io { source, .. }) if is_storage_full(&source) => {
+            // Only a write that did not fit: a failed fsync is fail-stop below.
+            Err(Error::Io { op, source, .. })
+                if matches!(op, "create" | "write") && is_storage_full(&source) =>
+            {
                 tracing::warn!(%source, "the device is full: starting a new journal file failed; the current one keeps growing");
+                state.rotation_failed_at = state.file_len;
                 None
             }
             Err(error) => {
@@ -416,6 +446,17 @@ impl Journal {
     /// closed cleanly), removes the journal files, which then hold nothing the segments lack;
     /// otherwise keeps them for the next open to replay.
     pub(crate) fn close(&self, topics: &[Arc<Topic>]) -> Result<()> {
+        {
+            // No group commit (or rotation) starts after this; wait for one that runs.
+            let mut state = lock(&self.state);
+            state.closed = true;
+            while state.leading {
+                state = self
+                    .committed
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        }
         for topic in topics {
             for (partition, log) in topic.partitions.iter().enumerate() {
                 if let Err(error) = log.sync_segment() {
@@ -424,8 +465,7 @@ impl Journal {
                 }
             }
         }
-        // No group commit or rotation runs any more (the store is closed); hold the state
-        // all the same, so that none starts while the files go.
+        // A retirement may still be removing its file: gone already is fine.
         let _state = lock(&self.state);
         let names = self
             .storage
@@ -433,9 +473,12 @@ impl Journal {
             .map_err(|e| Error::io("list", &self.dir, e))?;
         for name in names {
             let path = self.dir.join(name);
-            self.storage
-                .remove_file(&path)
-                .map_err(|e| Error::io("remove", &path, e))?;
+            match self.storage.remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("remove", &path, e))
+                }
+                _ => {}
+            }
         }
         topic::sync_dir(&*self.storage, &self.dir)
     }

@@ -13,8 +13,9 @@ pub const JOURNAL_HEADER_LEN: usize = 32;
 pub const BLOCK_HEADER_LEN: usize = 8;
 /// Bytes of an entry before its frame: topic id, partition, frame length.
 pub const ENTRY_HEADER_LEN: usize = 16;
-/// Bytes of a block body before its entries: the file's sequence and the entry count.
-pub const BODY_HEADER_LEN: usize = 12;
+/// Bytes of a block body before its entries: the file's sequence, the block's own position
+/// in the file, and the entry count.
+pub const BODY_HEADER_LEN: usize = 20;
 /// The largest block body a decoder accepts (a group commit never writes more than a few
 /// appends' worth; the bound keeps a damaged length from asking for a huge buffer).
 pub const BLOCK_BODY_MAX: u32 = 1 << 30;
@@ -86,13 +87,14 @@ impl BlockBuilder {
         self.entries == 0
     }
 
-    /// Fills in the block's length, the sequence of the file it goes to, its entry count and
-    /// CRC; returns the bytes to write.
-    pub fn finish(&mut self, sequence: u64) -> &[u8] {
+    /// Fills in the block's length, the sequence of the file it goes to and its position in
+    /// it, its entry count and CRC; returns the bytes to write.
+    pub fn finish(&mut self, sequence: u64, position: u64) -> &[u8] {
         let body_len = (self.bytes.len() - BLOCK_HEADER_LEN) as u32;
-        self.bytes[BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + 8].copy_from_slice(&sequence.to_le_bytes());
-        self.bytes[BLOCK_HEADER_LEN + 8..BLOCK_HEADER_LEN + BODY_HEADER_LEN]
-            .copy_from_slice(&self.entries.to_le_bytes());
+        let at = BLOCK_HEADER_LEN;
+        self.bytes[at..at + 8].copy_from_slice(&sequence.to_le_bytes());
+        self.bytes[at + 8..at + 16].copy_from_slice(&position.to_le_bytes());
+        self.bytes[at + 16..at + BODY_HEADER_LEN].copy_from_slice(&self.entries.to_le_bytes());
         let crc = crc32fast::hash(&self.bytes[BLOCK_HEADER_LEN..]);
         self.bytes[..4].copy_from_slice(&body_len.to_le_bytes());
         self.bytes[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -169,9 +171,10 @@ fn corrupt(position: usize, reason: impl Into<String>) -> JournalCorrupt {
 /// so a missing or damaged header is corruption. Blocks are written one after another, each
 /// only after the one before was fsynced, so only the last block can be torn: the first block
 /// that is cut short, has a zero or out-of-bounds length or fails its CRC ends the valid part,
-/// and the rest is a torn tail — unless a valid block of this file (its CRC matches and it
-/// names the file's sequence) starts anywhere after it, which means an acknowledged block was
-/// damaged: corruption.
+/// and the rest is a torn tail — unless a valid block of this file (it names the file's
+/// sequence and its own position, and its CRC matches) starts anywhere after it, which means
+/// an acknowledged block was damaged: corruption. (Naming its position, a block copied into
+/// an event's value elsewhere in the file is not taken for one.)
 ///
 /// # Errors
 /// [`JournalCorrupt`] with the byte position: a bad header, a damaged block followed by a
@@ -227,10 +230,11 @@ fn block_at(
     let Some(body) = checked_body(bytes, at) else {
         // Damaged or cut short. If a valid block of this file starts anywhere after it (its
         // own length field may be what is damaged), this one was written, fsynced and
-        // acknowledged before that one.
-        let tag = sequence.to_le_bytes();
+        // acknowledged before that one. The sequence and position are checked before the CRC,
+        // so the scan costs a CRC only where a block could really start.
         let later = (at + 1..bytes.len()).find(|&next| {
-            bytes.get(next + BLOCK_HEADER_LEN..next + BLOCK_HEADER_LEN + 8) == Some(&tag[..])
+            u64_at(bytes, next + BLOCK_HEADER_LEN) == Some(sequence)
+                && u64_at(bytes, next + BLOCK_HEADER_LEN + 8) == Some(next as u64)
                 && checked_body(bytes, next).is_some()
         });
         if let Some(next) = later {
@@ -244,13 +248,13 @@ fn block_at(
         return Ok(None);
     };
     let body_at = at + BLOCK_HEADER_LEN;
-    if u64_at(body, 0) != Some(sequence) {
+    if u64_at(body, 0) != Some(sequence) || u64_at(body, 8) != Some(at as u64) {
         return Err(corrupt(
             at,
-            "a journal block names another file's sequence (a block where it does not belong)",
+            "a journal block names another file or position (a block where it does not belong)",
         ));
     }
-    let count = u32_at(body, 8).unwrap_or_default();
+    let count = u32_at(body, 16).unwrap_or_default();
     if count == 0 {
         return Err(corrupt(at, "a journal block holds no entries"));
     }
@@ -372,7 +376,7 @@ pub fn fuzz_journal(data: &[u8]) {
         for entry in &block.entries {
             builder.push(entry.topic_id, entry.partition, entry.frame);
         }
-        encoded.extend_from_slice(builder.finish(decoded.sequence));
+        encoded.extend_from_slice(builder.finish(decoded.sequence, block.position));
     }
     assert_eq!(
         encoded[..],
@@ -399,7 +403,8 @@ mod tests {
             for (topic_id, partition, frame) in *entries {
                 block.push(*topic_id, *partition, frame);
             }
-            bytes.extend_from_slice(block.finish(3));
+            let position = bytes.len() as u64;
+            bytes.extend_from_slice(block.finish(3, position));
         }
         bytes
     }
@@ -422,16 +427,21 @@ mod tests {
         let frame = frame(5, b"v");
         let mut block = BlockBuilder::new();
         block.push(0xAABB, 2, &frame);
-        let bytes = block.finish(0x11).to_vec();
-        let body_len = 12 + 16 + frame.len();
+        let bytes = block.finish(0x11, 0x2233).to_vec();
+        let body_len = 20 + 16 + frame.len();
         assert_eq!(&bytes[..4], &(body_len as u32).to_le_bytes(), "body length");
         assert_eq!(&bytes[4..8], &crc32fast::hash(&bytes[8..]).to_le_bytes());
         assert_eq!(&bytes[8..16], &0x11u64.to_le_bytes(), "the file's sequence");
-        assert_eq!(&bytes[16..20], &[1, 0, 0, 0], "one entry");
-        assert_eq!(&bytes[20..28], &0xAABBu64.to_le_bytes(), "topic id");
-        assert_eq!(&bytes[28..32], &[2, 0, 0, 0], "partition");
-        assert_eq!(&bytes[32..36], &(frame.len() as u32).to_le_bytes());
-        assert_eq!(&bytes[36..], &frame[..], "the frame, as in the segment");
+        assert_eq!(
+            &bytes[16..24],
+            &0x2233u64.to_le_bytes(),
+            "the block's position"
+        );
+        assert_eq!(&bytes[24..28], &[1, 0, 0, 0], "one entry");
+        assert_eq!(&bytes[28..36], &0xAABBu64.to_le_bytes(), "topic id");
+        assert_eq!(&bytes[36..40], &[2, 0, 0, 0], "partition");
+        assert_eq!(&bytes[40..44], &(frame.len() as u32).to_le_bytes());
+        assert_eq!(&bytes[44..], &frame[..], "the frame, as in the segment");
         assert_eq!(bytes.len(), BLOCK_HEADER_LEN + body_len);
     }
 
@@ -530,9 +540,9 @@ mod tests {
     fn a_block_whose_crc_matches_but_whose_entries_do_not_fit_is_corruption() {
         let mut block = BlockBuilder::new();
         block.push(1, 0, &frame(0, b"a"));
-        let mut bytes = block.finish(0).to_vec();
+        let mut bytes = block.finish(0, JOURNAL_HEADER_LEN as u64).to_vec();
         // Claim two entries and fix the CRC: the second runs past the block.
-        bytes[16..20].copy_from_slice(&2u32.to_le_bytes());
+        bytes[24..28].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32fast::hash(&bytes[8..]);
         bytes[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut file = encode_header(0).to_vec();

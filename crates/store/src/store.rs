@@ -959,8 +959,10 @@ impl Inner {
             let partition = *partition;
             let log = topic.log(partition)?;
             let bytes: usize = events.iter().map(|e| e.encoded_len().unwrap_or(0)).sum();
-            let journaled = weir_log::format::FRAME_HEADER_LEN + bytes <= journaled_max;
-            let written = if journaled {
+            let small = weir_log::format::FRAME_HEADER_LEN + bytes <= journaled_max;
+            // The log journals the frame only right after what is durable or journaled (never
+            // after a gap): `is_journaled` says whether it did.
+            let written = if small {
                 log.append_start_with(events, expected_offset, &mut |frame, point| {
                     let ticket = self
                         .journal
@@ -971,6 +973,7 @@ impl Inner {
                 log.append_start(events, expected_offset)
             }
             .map_err(|e| Error::from_log(topic_name, partition, e))?;
+            let journaled = written.is_journaled();
             pending.push((partition, indexes, written, events.len(), bytes, journaled));
         }
         // Start the fsyncs of the partitions not journaled (all but the last one, unless a

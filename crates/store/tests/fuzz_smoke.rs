@@ -36,7 +36,8 @@ fn journal(rng: &mut SplitMix64, blocks: usize) -> Vec<u8> {
             offset += 1;
             block.push(rng.below(3), rng.below(2) as u32, &frame);
         }
-        bytes.extend_from_slice(block.finish(7));
+        let position = bytes.len() as u64;
+        bytes.extend_from_slice(block.finish(7, position));
     }
     bytes
 }
