@@ -45,8 +45,10 @@ fn open(root: &Path, storage: &SimStorage) -> weir_store::Result<Store> {
         .maintenance_interval(Duration::from_secs(3600))
         .blocking_threads(1)
         // Small journal files (a workload fills several), so that cuts also land in their
-        // retirement.
+        // retirement; and about half the appends over the journal's frame limit, so that
+        // partitions mix journaled frames with frames their own fsync made durable.
         .journal_bytes_max(16 * 1024)
+        .journal_frame_bytes_max(1024)
         .open()
 }
 

@@ -476,10 +476,10 @@ impl Log {
     /// acknowledges it without an fsync of the segment.
     ///
     /// A journal must never hold a frame after a gap (after a crash its replay could not tell
-    /// unacknowledged events from lost ones), so `journal` is called only if every event
-    /// before the frame is durable or journaled. If an earlier append on this log is waiting
-    /// for the log's own fsync, it is not called ([`PendingAppend::is_journaled`] says so) and
-    /// the append is acknowledged by [`PendingAppend::wait`], as one from `append_start`.
+    /// unacknowledged events from lost ones). If an earlier append on this log is neither
+    /// durable nor journaled (it waits for the log's own fsync), the frame's
+    /// [`JournalPoint::after_gap`] says so: the journal must then call [`Log::sync_segment`]
+    /// before it writes the frame, which makes everything before it durable.
     ///
     /// # Errors
     /// As [`Log::append_start`]; `journal` is not called if the append fails.
@@ -559,20 +559,22 @@ impl Log {
             if !inner.config.sync_policy.is_durable() {
                 self.publish(end);
             }
-            // Journaled only right after what is durable or journaled already: never after a
-            // gap.
+            // After a gap if something before it is neither durable nor journaled.
             let journaled = match journal {
-                Some(journal)
-                    if writer
+                Some(journal) => {
+                    let covered = writer
                         .journaled_end
-                        .max(inner.durable_next_offset.load(Ordering::Acquire))
-                        >= first_offset =>
-                {
-                    journal(&writer.buffer, JournalPoint { first_offset, end });
+                        .max(inner.durable_next_offset.load(Ordering::Acquire));
+                    let point = JournalPoint {
+                        first_offset,
+                        end,
+                        after_gap: covered < first_offset,
+                    };
+                    journal(&writer.buffer, point);
                     writer.journaled_end = end.next_offset;
                     true
                 }
-                _ => false,
+                None => false,
             };
             (first_offset, end, rolled, journaled)
         };
@@ -597,7 +599,12 @@ impl Log {
             });
         }
         let durable = inner.durable_next_offset.load(Ordering::Acquire);
-        if durable < end.next_offset && !self.mark_journaled(JournalPoint { first_offset, end }) {
+        let point = JournalPoint {
+            first_offset,
+            end,
+            after_gap: false,
+        };
+        if durable < end.next_offset && !self.mark_journaled(point) {
             self.wait_durable(end.next_offset)?;
         }
         if rolled {
@@ -1700,6 +1707,7 @@ type JournalFn<'a> = dyn FnMut(&[u8], JournalPoint) + 'a;
 pub struct JournalPoint {
     first_offset: u64,
     end: EndPoint,
+    after_gap: bool,
 }
 
 impl JournalPoint {
@@ -1711,6 +1719,13 @@ impl JournalPoint {
     /// The offset after the frame's last event.
     pub fn end_offset(&self) -> u64 {
         self.end.next_offset
+    }
+
+    /// True if, when the frame was written, an earlier append on its log was neither durable
+    /// nor journaled: the journal must call [`Log::sync_segment`] before it writes the frame,
+    /// so that it never holds a frame after events a crash could take back.
+    pub fn after_gap(&self) -> bool {
+        self.after_gap
     }
 }
 

@@ -899,7 +899,7 @@ fn journaled_appends_are_visible_without_a_segment_fsync_and_restored_from_their
 }
 
 #[test]
-fn an_append_behind_one_waiting_for_the_segment_fsync_is_not_journaled() {
+fn an_append_behind_one_waiting_for_the_segment_fsync_is_marked_as_after_a_gap() {
     let storage = SimStorage::new();
     let clock = ManualClock::new(1_000);
     let log = sim_log(&storage, &clock, LogConfig::default());
@@ -907,32 +907,43 @@ fn an_append_behind_one_waiting_for_the_segment_fsync_is_not_journaled() {
     let plain = log
         .append_start(&[AppendEvent::value(b"plain")], None)
         .unwrap();
-    // A journal holding the next frame would hold a frame after a gap (after a crash its
-    // replay could not tell lost events from unacknowledged ones): not handed to it.
-    let mut handed = 0;
+    // A journal writing the next frame as it is would hold a frame after a gap (after a crash
+    // its replay could not tell lost events from unacknowledged ones): the point says so.
+    let mut points = Vec::new();
     let next = log
-        .append_start_with(&[AppendEvent::value(b"next")], None, &mut |_, _| {
-            handed += 1
+        .append_start_with(&[AppendEvent::value(b"next")], None, &mut |_, p| {
+            points.push(p)
         })
         .unwrap();
-    assert_eq!(handed, 0);
-    assert!(!next.is_journaled());
+    assert!(next.is_journaled());
+    assert!(points[0].after_gap());
+    // Marking it would claim `plain` durable too: refused.
+    assert!(!log.mark_journaled(points[0]));
     assert_eq!(log.end_offset(), 0);
-    // Acknowledged by the segment's fsync, which covers both.
+    // What the journal does first: fsync the segment, which covers both.
+    log.sync_segment().unwrap();
+    assert!(log.mark_journaled(points[0]));
+    assert_eq!(log.end_offset(), 2);
     assert_eq!(next.journaled().unwrap(), 1);
     assert_eq!(plain.wait().unwrap(), 0);
-    assert_eq!(log.end_offset(), 2);
-    // Once what came before is durable, appends are journaled again.
-    let mut point = None;
+    // Frames right after journaled ones are not after a gap.
     let third = log
         .append_start_with(&[AppendEvent::value(b"third")], None, &mut |_, p| {
-            point = Some(p)
+            points.push(p)
         })
         .unwrap();
-    assert!(third.is_journaled());
-    assert!(log.mark_journaled(point.unwrap()));
-    assert_eq!(log.end_offset(), 3);
-    assert_eq!(third.journaled().unwrap(), 2);
+    let fourth = log
+        .append_start_with(&[AppendEvent::value(b"fourth")], None, &mut |_, p| {
+            points.push(p)
+        })
+        .unwrap();
+    assert!(!points[1].after_gap() && !points[2].after_gap());
+    assert!(log.mark_journaled(points[1]) && log.mark_journaled(points[2]));
+    assert_eq!(
+        (third.journaled().unwrap(), fourth.journaled().unwrap()),
+        (2, 3)
+    );
+    assert_eq!(log.end_offset(), 4);
 }
 
 #[test]

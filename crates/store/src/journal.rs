@@ -272,6 +272,17 @@ impl Journal {
         // ends: the guard poisons the journal and wakes them.
         let guard = LeadGuard(Some(self));
 
+        // A frame written after a gap (an earlier append on its log waits for the log's own
+        // fsync) waits for that fsync here first: the journal never holds a frame after events
+        // a crash could take back.
+        let gaps = marks.iter().filter(|(_, point)| point.after_gap());
+        if let Err(error) = sync_segments(
+            gaps,
+            "fsyncing a partition's segment before a frame that follows a gap",
+        ) {
+            guard.disarm();
+            return Err(self.fail(error));
+        }
         let started = std::time::Instant::now();
         let mut full = None;
         if let Err(source) = file.write_all_at(block.finish(sequence, position), position) {
@@ -298,7 +309,6 @@ impl Journal {
                 log.mark_journaled(*point);
             }
         }
-        guard.disarm();
         drop(marks);
         block.clear();
         let mut state = lock(&self.state);
@@ -324,6 +334,7 @@ impl Journal {
         };
         state.leading = false;
         self.committed.notify_all();
+        guard.disarm();
         if let Some(old) = rotation {
             drop(state);
             self.retire(old);
@@ -367,19 +378,10 @@ impl Journal {
         file.set_len(position)
             .map_err(|e| Error::io("cut a journal block that did not fit from", path, e))?;
         tracing::warn!(journal = %path.display(), %source, "the device is full: a journal block did not fit; its partitions' segments are fsynced instead");
-        let mut synced: Vec<*const Log> = Vec::new();
-        for (log, _) in marks {
-            if synced.contains(&Arc::as_ptr(log)) {
-                continue;
-            }
-            synced.push(Arc::as_ptr(log));
-            log.sync_segment().map_err(|error| Error::JournalPoisoned {
-                cause: format!(
-                    "the device is full, and fsyncing a partition's segment instead of the journal failed: {error}"
-                ),
-            })?;
-        }
-        Ok(())
+        sync_segments(
+            marks.iter(),
+            "the device is full, and fsyncing a partition's segment instead of the journal",
+        )
     }
 
     /// Puts the new file `created` in place for the next group commits (called by the leader,
@@ -403,7 +405,8 @@ impl Journal {
             }
             // Only a write that did not fit: a failed fsync is fail-stop below.
             Err(Error::Io { op, source, .. })
-                if matches!(op, "create" | "write") && is_storage_full(&source) =>
+                if matches!(op, "create" | "write" | "rename into place")
+                    && is_storage_full(&source) =>
             {
                 tracing::warn!(%source, "the device is full: starting a new journal file failed; the current one keeps growing");
                 state.rotation_failed_at = state.file_len;
@@ -482,6 +485,25 @@ impl Journal {
         }
         topic::sync_dir(&*self.storage, &self.dir)
     }
+}
+
+/// Fsyncs the segment of each log among `marks` once; `what` names the step in an error
+/// (which poisons the journal: a failed fsync is fail-stop).
+fn sync_segments<'a>(
+    marks: impl Iterator<Item = &'a (Arc<Log>, JournalPoint)>,
+    what: &str,
+) -> Result<()> {
+    let mut synced: Vec<*const Log> = Vec::new();
+    for (log, _) in marks {
+        if synced.contains(&Arc::as_ptr(log)) {
+            continue;
+        }
+        synced.push(Arc::as_ptr(log));
+        log.sync_segment().map_err(|error| Error::JournalPoisoned {
+            cause: format!("{what} failed: {error}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// Creates journal file `sequence` whole: header written and fsynced under a temporary name,

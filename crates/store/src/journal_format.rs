@@ -321,8 +321,9 @@ fn checked_body(bytes: &[u8], at: usize) -> Option<&[u8]> {
 
 /// Selector bit of [`fuzz_journal`]: recompute the header's CRC.
 pub const FIX_HEADER_CRC: u8 = 1;
-/// Selector bit of [`fuzz_journal`]: recompute the CRC of each block along the chain (whose
-/// length field fits the input), so that the checks behind the CRC are reached.
+/// Selector bit of [`fuzz_journal`]: name the file's sequence and the block's position in each
+/// block along the chain (whose length field fits the input) and recompute its CRC, so that
+/// the checks behind them are reached.
 pub const FIX_BLOCK_CRCS: u8 = 2;
 
 /// The body of the journal decoder's fuzz target (`crates/store/fuzz`, and the CI smoke run
@@ -346,6 +347,14 @@ pub fn fuzz_journal(data: &[u8]) {
             let end = at + BLOCK_HEADER_LEN + len as usize;
             if len as usize > bytes.len() || end > bytes.len() {
                 break;
+            }
+            // Name this file and this position too, or the decoder stops at that check.
+            if len as usize >= BODY_HEADER_LEN {
+                let (sequence, position) =
+                    (bytes[SEQUENCE_AT..SEQUENCE_AT + 8].to_vec(), at as u64);
+                let body = at + BLOCK_HEADER_LEN;
+                bytes[body..body + 8].copy_from_slice(&sequence);
+                bytes[body + 8..body + 16].copy_from_slice(&position.to_le_bytes());
             }
             let crc = crc32fast::hash(&bytes[at + BLOCK_HEADER_LEN..end]);
             bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
