@@ -26,6 +26,8 @@ use crate::topic::{self, Topic};
 pub(crate) const JOURNAL_DIR: &str = "journal";
 /// Suffix of journal files.
 const JOURNAL_SUFFIX: &str = ".wjl";
+/// Zeros written ahead of a journal file's end at a time (see `Journal::zeros_ahead`).
+const ZEROS_AHEAD_BYTES: u64 = 1 << 20;
 /// Suffix of a journal file being created.
 const TMP_SUFFIX: &str = ".tmp";
 
@@ -61,6 +63,9 @@ struct State {
     file: Arc<dyn StorageFile>,
     sequence: u64,
     file_len: u64,
+    /// How far the file holds bytes already (zeros written ahead of `file_len`, so that a
+    /// commit's fdatasync seldom has to commit a new file size as well).
+    allocated_end: u64,
     /// The logs with frames in the current file: fsynced before the file is removed.
     touched: HashMap<usize, Arc<Log>>,
 }
@@ -182,6 +187,7 @@ impl Journal {
                 file,
                 sequence,
                 file_len: JOURNAL_HEADER_LEN as u64,
+                allocated_end: JOURNAL_HEADER_LEN as u64,
                 touched: HashMap::new(),
             }),
             committed: Condvar::new(),
@@ -257,6 +263,8 @@ impl Journal {
         let mut block = std::mem::take(&mut state_ref.spare);
         let position = state_ref.file_len;
         state_ref.file_len += block.len() as u64;
+        let allocated_end = state_ref.allocated_end;
+        let block_end = state_ref.file_len;
         for (log, _) in &marks {
             state_ref
                 .touched
@@ -284,6 +292,13 @@ impl Journal {
             return Err(self.fail(error));
         }
         let started = std::time::Instant::now();
+        let allocated_end = match self.zeros_ahead(&*file, &path, allocated_end, block_end) {
+            Ok(end) => end,
+            Err(error) => {
+                guard.disarm();
+                return Err(self.fail(error));
+            }
+        };
         let mut full = None;
         if let Err(source) = file.write_all_at(block.finish(sequence, position), position) {
             if !is_storage_full(&source) {
@@ -314,8 +329,10 @@ impl Journal {
         let mut state = lock(&self.state);
         state.spare = block;
         state.durable_ticket = last_ticket;
+        state.allocated_end = allocated_end;
         if let Some(position) = full {
             state.file_len = position;
+            state.allocated_end = position;
         }
         let rotation_due = state.file_len >= self.bytes_max
             && state.file_len > state.rotation_failed_at
@@ -341,6 +358,34 @@ impl Journal {
             state = lock(&self.state);
         }
         Ok(state)
+    }
+
+    /// Writes zeros ahead of the end when a block would reach past what the file holds, a
+    /// chunk at a time: overwriting bytes the file has, most commits' fdatasync flushes data
+    /// only, without a new file size to commit (the trick weir-log uses for its segments).
+    /// Returns how far the file now holds bytes. On a full device the zeros are cut again and
+    /// the block is written without them.
+    fn zeros_ahead(
+        &self,
+        file: &dyn StorageFile,
+        path: &Path,
+        allocated_end: u64,
+        block_end: u64,
+    ) -> Result<u64> {
+        if block_end <= allocated_end {
+            return Ok(allocated_end);
+        }
+        let to = (block_end + ZEROS_AHEAD_BYTES).min(self.bytes_max.max(block_end));
+        let zeros = vec![0u8; (to - allocated_end) as usize];
+        match file.write_all_at(&zeros, allocated_end) {
+            Ok(()) => Ok(to),
+            Err(source) if is_storage_full(&source) => {
+                file.set_len(allocated_end)
+                    .map_err(|e| Error::io("cut zeros that did not fit from", path, e))?;
+                Ok(allocated_end)
+            }
+            Err(source) => Err(Error::io("write zeros ahead of the end of", path, source)),
+        }
     }
 
     /// Fail-stop: a failed write or fsync is never retried, and nothing more is acknowledged.
@@ -400,6 +445,7 @@ impl Journal {
                 state.file = file;
                 state.sequence = sequence;
                 state.file_len = JOURNAL_HEADER_LEN as u64;
+                state.allocated_end = JOURNAL_HEADER_LEN as u64;
                 let logs = std::mem::take(&mut state.touched).into_values().collect();
                 Some((old, logs))
             }
@@ -578,7 +624,8 @@ fn replay(
                 reason: format!("its header says sequence {}", decoded.sequence),
             });
         }
-        if decoded.torn_bytes > 0 {
+        let zeros_only = bytes[decoded.valid_len as usize..].iter().all(|&b| b == 0);
+        if decoded.torn_bytes > 0 && !zeros_only {
             tracing::warn!(journal = %path.display(), position = decoded.valid_len, bytes = decoded.torn_bytes, "cut a torn tail from the journal (a group commit a crash interrupted; never acknowledged)");
             recovery.torn_bytes += decoded.torn_bytes;
         }
