@@ -28,6 +28,8 @@ pub(crate) const JOURNAL_DIR: &str = "journal";
 const JOURNAL_SUFFIX: &str = ".wjl";
 /// Zeros written ahead of a journal file's end at a time (see `Journal::zeros_ahead`).
 const ZEROS_AHEAD_BYTES: u64 = 1 << 20;
+/// The zeros it writes, a slice at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 /// Suffix of a journal file being created.
 const TMP_SUFFIX: &str = ".tmp";
 
@@ -291,14 +293,16 @@ impl Journal {
             guard.disarm();
             return Err(self.fail(error));
         }
+        let allocated_end =
+            match self.zeros_ahead(&*file, &path, allocated_end, position, block_end) {
+                // The block itself makes the file at least this long once written.
+                Ok(end) => end.max(block_end),
+                Err(error) => {
+                    guard.disarm();
+                    return Err(self.fail(error));
+                }
+            };
         let started = std::time::Instant::now();
-        let allocated_end = match self.zeros_ahead(&*file, &path, allocated_end, block_end) {
-            Ok(end) => end,
-            Err(error) => {
-                guard.disarm();
-                return Err(self.fail(error));
-            }
-        };
         let mut full = None;
         if let Err(source) = file.write_all_at(block.finish(sequence, position), position) {
             if !is_storage_full(&source) {
@@ -365,27 +369,38 @@ impl Journal {
     /// only, without a new file size to commit (the trick weir-log uses for its segments).
     /// Returns how far the file now holds bytes. On a full device the zeros are cut again and
     /// the block is written without them.
+    /// Zeros go only past the block's `position`: everything before it is written blocks,
+    /// which zeros must never touch. A block larger than half a chunk, or one that reaches
+    /// the size at which the file is retired, gets none (it pays for its own size change).
     fn zeros_ahead(
         &self,
         file: &dyn StorageFile,
         path: &Path,
         allocated_end: u64,
+        position: u64,
         block_end: u64,
     ) -> Result<u64> {
-        if block_end <= allocated_end {
-            return Ok(allocated_end);
+        let from = allocated_end.max(position);
+        let to = (block_end + ZEROS_AHEAD_BYTES).min(self.bytes_max);
+        if block_end <= from || block_end - position >= ZEROS_AHEAD_BYTES / 2 || to <= block_end {
+            return Ok(from);
         }
-        let to = (block_end + ZEROS_AHEAD_BYTES).min(self.bytes_max.max(block_end));
-        let zeros = vec![0u8; (to - allocated_end) as usize];
-        match file.write_all_at(&zeros, allocated_end) {
-            Ok(()) => Ok(to),
-            Err(source) if is_storage_full(&source) => {
-                file.set_len(allocated_end)
-                    .map_err(|e| Error::io("cut zeros that did not fit from", path, e))?;
-                Ok(allocated_end)
+        let mut at = from;
+        while at < to {
+            let len = (to - at).min(ZEROS.len() as u64) as usize;
+            match file.write_all_at(&ZEROS[..len], at) {
+                Ok(()) => at += len as u64,
+                Err(source) if is_storage_full(&source) => {
+                    file.set_len(from)
+                        .map_err(|e| Error::io("cut zeros that did not fit from", path, e))?;
+                    return Ok(from);
+                }
+                Err(source) => {
+                    return Err(Error::io("write zeros ahead of the end of", path, source))
+                }
             }
-            Err(source) => Err(Error::io("write zeros ahead of the end of", path, source)),
         }
+        Ok(to)
     }
 
     /// Fail-stop: a failed write or fsync is never retried, and nothing more is acknowledged.
