@@ -61,6 +61,15 @@ impl Fixture {
         self.builder().open()
     }
 
+    /// Makes the journal directory's entries durable, opens the store, and expects it to
+    /// refuse as corrupt; returns the message.
+    fn open_fails_as_corrupt(&self) -> String {
+        self.sim.sync_dir(&self.root().join("journal")).unwrap();
+        let error = self.open().unwrap_err();
+        assert!(error.is_corruption(), "{error}");
+        error.to_string()
+    }
+
     fn journal_files(&self) -> Vec<PathBuf> {
         let dir = self.root().join("journal");
         let mut names = self.sim.list_dir(&dir).unwrap_or_default();
@@ -193,14 +202,7 @@ fn a_damaged_acknowledged_journal_block_is_reported_not_cut() {
     // A bit of the first block's body (the journal header is 32 bytes, a block's 8).
     bytes[32 + 8 + 20] ^= 0x10;
     assert!(fixture.sim.write_file(&files[0], &bytes));
-    fixture
-        .sim
-        .sync_dir(&fixture.root().join("journal"))
-        .unwrap();
-
-    let error = fixture.open().unwrap_err();
-    assert!(error.is_corruption(), "{error}");
-    let message = error.to_string();
+    let message = fixture.open_fails_as_corrupt();
     assert!(
         message.contains("00000000000000000000.wjl") && message.contains("byte 32"),
         "{message}"
@@ -340,16 +342,10 @@ fn a_journaled_frame_after_missing_events_is_corruption_unless_repair_skips_it()
         .unwrap();
     written.write_all_at(&file, 0).unwrap();
     written.sync_data().unwrap();
-    fixture
-        .sim
-        .sync_dir(&fixture.root().join("journal"))
-        .unwrap();
-
-    let error = fixture.open().unwrap_err();
-    assert!(error.is_corruption(), "{error}");
+    let message = fixture.open_fails_as_corrupt();
     assert!(
-        error.to_string().contains("offset 3") && error.to_string().contains("ends at 0"),
-        "{error}"
+        message.contains("offset 3") && message.contains("ends at 0"),
+        "{message}"
     );
     let repaired = fixture.builder().journal_skip_gaps(true).open().unwrap();
     assert_eq!(

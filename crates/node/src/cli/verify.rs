@@ -129,13 +129,7 @@ fn inspect_data_dir(root: &Path) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let topics_dir = root.join("topics");
     if topics_dir.is_dir() {
-        let mut names: Vec<String> = fs::read_dir(&topics_dir)
-            .with_context(|| format!("cannot list {}", topics_dir.display()))?
-            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("cannot list {}", topics_dir.display()))?;
-        names.sort();
-        for name in names {
+        for name in sorted_names(&topics_dir)? {
             inspect_topic(&topics_dir, &name, &mut report)?;
         }
     } else if root.join("offsets").exists() {
@@ -149,6 +143,17 @@ fn inspect_data_dir(root: &Path) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The names in a directory, sorted.
+fn sorted_names(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    names.sort();
+    Ok(names)
+}
+
 /// The store's journal: files a run that did not close cleanly left (the next open writes back
 /// what the partitions lack, then removes them); damage to an acknowledged block is corruption.
 fn inspect_journal(root: &Path, report: &mut Report) -> anyhow::Result<()> {
@@ -156,13 +161,7 @@ fn inspect_journal(root: &Path, report: &mut Report) -> anyhow::Result<()> {
     if !dir.is_dir() {
         return Ok(());
     }
-    let mut names: Vec<String> = fs::read_dir(&dir)
-        .with_context(|| format!("cannot list {}", dir.display()))?
-        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<std::io::Result<_>>()
-        .with_context(|| format!("cannot list {}", dir.display()))?;
-    names.sort();
-    for name in names {
+    for name in sorted_names(&dir)? {
         let path = dir.join(&name);
         if name.ends_with(".tmp") {
             report.other.push((
