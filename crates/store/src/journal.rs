@@ -369,6 +369,7 @@ impl Journal {
     /// only, without a new file size to commit (the trick weir-log uses for its segments).
     /// Returns how far the file now holds bytes. On a full device the zeros are cut again and
     /// the block is written without them.
+    ///
     /// Zeros go only past the block's `position`: everything before it is written blocks,
     /// which zeros must never touch. A block larger than half a chunk, or one that reaches
     /// the size at which the file is retired, gets none (it pays for its own size change).
@@ -445,8 +446,9 @@ impl Journal {
     }
 
     /// Puts the new file `created` in place for the next group commits (called by the leader,
-    /// so no block is being written); returns the old one's path and the logs it covers. A failure leaves
-    /// the current file in use (it only grows) and is retried after the next commit.
+    /// so no block is being written); returns the old one's path and the logs it covers. A
+    /// full device leaves the current file in use (it keeps growing), retried once it grew; a
+    /// failed fsync poisons the journal.
     fn rotate(
         &self,
         state: &mut State,
