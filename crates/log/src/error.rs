@@ -192,8 +192,9 @@ impl Error {
     }
 }
 
-/// True for an I/O error that means the device (or the user's quota) is full.
-pub(crate) fn is_storage_full(error: &io::Error) -> bool {
+/// True for an I/O error that means the device (or the user's quota) is full (weir-store's
+/// journal asks it too).
+pub fn is_storage_full(error: &io::Error) -> bool {
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
     matches!(

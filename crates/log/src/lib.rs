@@ -47,7 +47,7 @@ pub mod storage;
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{LogConfig, SyncPolicy, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
-pub use crate::error::{Error, Result};
+pub use crate::error::{is_storage_full, Error, Result};
 pub use crate::format::{AppendEvent, EventView, Header};
 pub use crate::log::{
     JournalPoint, Log, LogStats, RecoveryReport, RetentionReport, SyncObserver, TornTail,

@@ -598,13 +598,12 @@ impl Log {
                 cause: cause.clone(),
             });
         }
-        let durable = inner.durable_next_offset.load(Ordering::Acquire);
         let point = JournalPoint {
             first_offset,
             end,
             after_gap: false,
         };
-        if durable < end.next_offset && !self.mark_journaled(point) {
+        if !self.mark_journaled(point) {
             self.wait_durable(end.next_offset)?;
         }
         if rolled {
@@ -1744,13 +1743,6 @@ impl PendingAppend<'_> {
     /// The offset assigned to the first event (not yet durable).
     pub fn first_offset(&self) -> u64 {
         self.first_offset
-    }
-
-    /// True if [`Log::append_start_with`] handed the frame to its journal: acknowledge it with
-    /// [`PendingAppend::journaled`] once the journal made it durable; otherwise with
-    /// [`PendingAppend::wait`].
-    pub fn is_journaled(&self) -> bool {
-        self.journaled
     }
 
     /// The offset after the append's last event: [`Log::wait_durable`] with it waits for

@@ -16,10 +16,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 
-use weir_log::{JournalPoint, Log, OpenMode, Storage, StorageFile};
+use weir_log::{is_storage_full, JournalPoint, Log, OpenMode, Storage, StorageFile};
 
 use crate::error::{Error, Result};
 use crate::journal_format::{self, BlockBuilder, JOURNAL_HEADER_LEN};
+use crate::store::lock;
 use crate::topic::{self, Topic};
 
 /// The journal directory under the data directory.
@@ -49,6 +50,8 @@ struct State {
     block: BlockBuilder,
     /// Where the block's frames sit in their logs, in block order.
     marks: Vec<(Arc<Log>, JournalPoint)>,
+    /// A spare `marks` buffer, swapped in by each group commit (keeps its capacity).
+    spare_marks: Vec<(Arc<Log>, JournalPoint)>,
     /// The ticket of the next journaled frame.
     next_ticket: u64,
     /// Every frame whose ticket is below this is durable (in the journal, or in its segment).
@@ -80,12 +83,6 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Held by a group commit's leader while it writes: dropped armed (a panic), it poisons the
 /// journal and wakes everyone waiting, who would otherwise wait for a commit that never ends.
 struct LeadGuard<'a>(Option<&'a Journal>);
@@ -104,14 +101,6 @@ impl Drop for LeadGuard<'_> {
             });
         }
     }
-}
-
-/// True when an I/O error says the device (or the user's quota) is full.
-fn is_storage_full(error: &std::io::Error) -> bool {
-    const ENOSPC: i32 = 28;
-    const EDQUOT: i32 = 122;
-    error.kind() == std::io::ErrorKind::StorageFull
-        || matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
 }
 
 fn file_name(sequence: u64) -> String {
@@ -148,10 +137,10 @@ impl Journal {
     /// between the partition's end and the frame); [`Error::Io`]; [`Error::Log`].
     pub(crate) fn open(
         root: &Path,
-        storage: Arc<dyn Storage>,
         config: &crate::config::StoreConfig,
         topics: &BTreeMap<String, Arc<Topic>>,
     ) -> Result<(Journal, JournalRecovery)> {
+        let storage = config.storage.clone();
         let bytes_max = config.journal_bytes_max;
         let dir = root.join(JOURNAL_DIR);
         storage
@@ -180,6 +169,7 @@ impl Journal {
             state: Mutex::new(State {
                 block: BlockBuilder::new(),
                 marks: Vec::new(),
+                spare_marks: Vec::new(),
                 next_ticket: 0,
                 durable_ticket: 0,
                 closed: false,
@@ -260,7 +250,8 @@ impl Journal {
         let state_ref = &mut *state;
         std::mem::swap(&mut state_ref.block, &mut state_ref.spare);
         state_ref.block.clear();
-        let marks = std::mem::take(&mut state_ref.marks);
+        let spare_marks = std::mem::take(&mut state_ref.spare_marks);
+        let mut marks = std::mem::replace(&mut state_ref.marks, spare_marks);
         let last_ticket = state_ref.next_ticket;
         let mut block = std::mem::take(&mut state_ref.spare);
         let position = state_ref.file_len;
@@ -328,10 +319,11 @@ impl Journal {
                 log.mark_journaled(*point);
             }
         }
-        drop(marks);
+        marks.clear();
         block.clear();
         let mut state = lock(&self.state);
         state.spare = block;
+        state.spare_marks = marks;
         state.durable_ticket = last_ticket;
         state.allocated_end = allocated_end;
         if let Some(position) = full {
@@ -408,13 +400,14 @@ impl Journal {
     /// Returns the error everyone waiting gets.
     fn fail(&self, error: Error) -> Error {
         let mut state = lock(&self.state);
-        let error = self.fail_locked(&mut state, error);
+        let error = self.poison_with(error);
         state.leading = false;
         error
     }
 
-    /// [`Journal::fail`] with the state held.
-    fn fail_locked(&self, _state: &mut State, error: Error) -> Error {
+    /// Poisons the journal with `error` and wakes everyone waiting (the caller holds the
+    /// state); returns the error they get.
+    fn poison_with(&self, error: Error) -> Error {
         tracing::error!(%error, "the store's journal failed; refusing appends until reopen");
         let _ = self.poison.set(error.to_string());
         self.committed.notify_all();
@@ -477,7 +470,7 @@ impl Journal {
             }
             Err(error) => {
                 // An fsync (of the new file or the directory) failed: never retried.
-                drop(self.fail_locked(state, error));
+                drop(self.poison_with(error));
                 None
             }
         }
@@ -630,7 +623,7 @@ fn replay(
     };
     let mut restored: BTreeMap<(String, u32), (Arc<Log>, u64)> = BTreeMap::new();
     for (sequence, path) in &files {
-        let bytes = read_all(storage, path)?;
+        let bytes = topic::read_whole(storage, path, usize::MAX as u64)?;
         let decoded = journal_format::decode_journal(&bytes).map_err(|corrupt| Error::Corrupt {
             path: path.clone(),
             reason: corrupt.to_string(),
@@ -641,8 +634,7 @@ fn replay(
                 reason: format!("its header says sequence {}", decoded.sequence),
             });
         }
-        let zeros_only = bytes[decoded.valid_len as usize..].iter().all(|&b| b == 0);
-        if decoded.torn_bytes > 0 && !zeros_only {
+        if !decoded.tail_is_zeros {
             tracing::warn!(journal = %path.display(), position = decoded.valid_len, bytes = decoded.torn_bytes, "cut a torn tail from the journal (a group commit a crash interrupted; never acknowledged)");
             recovery.torn_bytes += decoded.torn_bytes;
         }
@@ -706,19 +698,4 @@ fn replay(
         }
     }
     Ok((files, recovery))
-}
-
-fn read_all(storage: &dyn Storage, path: &Path) -> Result<Vec<u8>> {
-    let file = storage
-        .open(path, OpenMode::Read)
-        .map_err(|e| Error::io("open", path, e))?;
-    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
-    let len = usize::try_from(len).map_err(|_| Error::Corrupt {
-        path: path.to_path_buf(),
-        reason: format!("{len} bytes do not fit in memory"),
-    })?;
-    let mut bytes = vec![0u8; len];
-    weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
-        .map_err(|e| Error::io("read", path, e))?;
-    Ok(bytes)
 }

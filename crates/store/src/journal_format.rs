@@ -72,11 +72,6 @@ impl BlockBuilder {
         self.entries += 1;
     }
 
-    /// Entries pushed since the last clear.
-    pub fn entries(&self) -> u32 {
-        self.entries
-    }
-
     /// Bytes the block takes once finished.
     pub fn len(&self) -> usize {
         self.bytes.len()
@@ -131,8 +126,12 @@ pub struct DecodedJournal<'a> {
     pub blocks: Vec<JournalBlock<'a>>,
     /// Bytes of the file that hold the header and the valid blocks.
     pub valid_len: u64,
-    /// Bytes after them: a torn tail, the block a crash interrupted (never acknowledged).
+    /// Bytes after them: a torn tail, the block a crash interrupted (never acknowledged),
+    /// or zeros written ahead of the end.
     pub torn_bytes: u64,
+    /// The bytes after the valid blocks are all zeros (written ahead of the end, never a
+    /// block): nothing was torn.
+    pub tail_is_zeros: bool,
 }
 
 /// Why a journal file cannot be read.
@@ -218,6 +217,7 @@ pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt
         blocks,
         valid_len: at as u64,
         torn_bytes: (bytes.len() - at) as u64,
+        tail_is_zeros: bytes[at..].iter().all(|&b| b == 0),
     })
 }
 

@@ -369,7 +369,7 @@ impl Store {
         }
         // Before anything reads the partitions (the clamp below included): write back the
         // journaled events that a crash took from the segments.
-        let (journal, journal_recovery) = Journal::open(&root, storage.clone(), &config, &topics)?;
+        let (journal, journal_recovery) = Journal::open(&root, &config, &topics)?;
         report.journal = journal_recovery;
         // A committed offset never points past the durable log end.
         let clamp = offsets.clamp_to_log_ends(|topic, partition| {
@@ -959,10 +959,8 @@ impl Inner {
             let partition = *partition;
             let log = topic.log(partition)?;
             let bytes: usize = events.iter().map(|e| e.encoded_len().unwrap_or(0)).sum();
-            let small = weir_log::format::FRAME_HEADER_LEN + bytes <= journaled_max;
-            // The log journals the frame only right after what is durable or journaled (never
-            // after a gap): `is_journaled` says whether it did.
-            let written = if small {
+            let journaled = weir_log::format::FRAME_HEADER_LEN + bytes <= journaled_max;
+            let written = if journaled {
                 log.append_start_with(events, expected_offset, &mut |frame, point| {
                     let ticket = self
                         .journal
@@ -973,7 +971,6 @@ impl Inner {
                 log.append_start(events, expected_offset)
             }
             .map_err(|e| Error::from_log(topic_name, partition, e))?;
-            let journaled = written.is_journaled();
             pending.push((partition, indexes, written, events.len(), bytes, journaled));
         }
         // Start the fsyncs of the partitions not journaled (all but the last one, unless a
@@ -982,10 +979,9 @@ impl Inner {
         // never waits behind a running fsync (`start_sync` returns at once then), so the
         // pool's threads all lead fsyncs instead of parking as followers.
         let own = usize::from(journal_ticket.is_none());
-        let segment_synced: Vec<_> = pending.iter().filter(|p| !p.5).collect();
-        for (partition, _, written, _, _, _) in
-            &segment_synced[..segment_synced.len().saturating_sub(own)]
-        {
+        let segment_synced = pending.iter().filter(|p| !p.5);
+        let handed_off = segment_synced.clone().count().saturating_sub(own);
+        for (partition, _, written, _, _, _) in segment_synced.take(handed_off) {
             let log = topic.partitions[*partition as usize].clone();
             let end = written.end_offset();
             drop(self.pool.run(move || log.start_sync(end)));

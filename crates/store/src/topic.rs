@@ -209,19 +209,7 @@ pub(crate) fn meta_exists(storage: &dyn Storage, dir: &Path) -> Result<bool> {
 
 fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<TopicMeta> {
     let path = dir.join(TOPIC_FILE);
-    let file = storage
-        .open(&path, OpenMode::Read)
-        .map_err(|e| Error::io("open", &path, e))?;
-    let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
-    if len > TOPIC_FILE_BYTES_MAX {
-        return Err(Error::Corrupt {
-            path,
-            reason: format!("{len} bytes is too large for topic metadata"),
-        });
-    }
-    let mut bytes = vec![0; len as usize];
-    weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
-        .map_err(|e| Error::io("read", &path, e))?;
+    let bytes = read_whole(storage, &path, TOPIC_FILE_BYTES_MAX)?;
     let meta: TopicMeta = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
         path: path.clone(),
         reason: format!("not valid topic metadata: {e}"),
@@ -233,6 +221,24 @@ fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<TopicMeta> {
         });
     }
     Ok(meta)
+}
+
+/// Reads a whole file of at most `len_max` bytes (a larger one is damage).
+pub(crate) fn read_whole(storage: &dyn Storage, path: &Path, len_max: u64) -> Result<Vec<u8>> {
+    let file = storage
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = file.len().map_err(|e| Error::io("stat", path, e))?;
+    if len > len_max {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{len} bytes is more than such a file holds ({len_max} at most)"),
+        });
+    }
+    let mut bytes = vec![0; len as usize];
+    weir_log::storage::read_exact_at(&*file, &mut bytes, 0)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(bytes)
 }
 
 /// Fsyncs a directory so that entries created, renamed or removed in it are durable.

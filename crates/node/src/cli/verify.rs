@@ -188,8 +188,7 @@ fn inspect_journal(root: &Path, report: &mut Report) -> anyhow::Result<()> {
                     "{}: {entries} journaled append(s) of a run that did not close cleanly; the next open writes back what the partitions lack",
                     path.display()
                 );
-                let zeros_only = bytes[decoded.valid_len as usize..].iter().all(|&b| b == 0);
-                if decoded.torn_bytes > 0 && !zeros_only {
+                if !decoded.tail_is_zeros {
                     text.push_str(&format!(
                         ", and cuts a torn tail of {} byte(s) at byte {} (never acknowledged)",
                         decoded.torn_bytes, decoded.valid_len
