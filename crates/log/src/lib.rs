@@ -30,8 +30,11 @@
 //! ```
 #![deny(missing_docs)]
 
+mod append;
 mod atomic;
+mod checkpoint;
 mod clock;
+mod commit;
 mod config;
 mod error;
 pub mod format;
@@ -39,19 +42,25 @@ pub mod format;
 pub mod fuzzing;
 pub mod inspect;
 mod log;
+mod open;
 mod read;
+mod reader;
 mod recovery;
+mod retention;
 mod segment;
 pub mod sim;
 pub mod storage;
 
+pub use crate::append::{JournalPoint, PendingAppend};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use crate::config::{LogConfig, SyncPolicy, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 pub use crate::error::{is_storage_full, Error, Result};
 pub use crate::format::{AppendEvent, EventView, Header};
 pub use crate::log::{
-    JournalPoint, Log, LogStats, RecoveryReport, RetentionReport, SyncObserver, TornTail,
-    VerifyReport, WaitForOffset, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE,
+    Log, LogStats, SyncObserver, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE,
 };
+pub use crate::open::{RecoveryReport, TornTail};
 pub use crate::read::{CheckedFrame, Event, ReadBatch, ReadEnd};
+pub use crate::reader::{VerifyReport, WaitForOffset};
+pub use crate::retention::RetentionReport;
 pub use crate::storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};

@@ -483,7 +483,7 @@ async fn node_counter(admin: SocketAddr, name: &str) -> Result<u64, String> {
     Ok(value.map_or(0, |v| v as u64))
 }
 
-/// Reads one field (kB) of /proc/<pid>/status, in MiB.
+/// Reads one field (kB) of `/proc/<pid>/status`, in MiB.
 pub fn proc_status_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
