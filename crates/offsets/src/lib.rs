@@ -72,7 +72,9 @@
 //! - `name`: the name rule for groups and topics ([`validate_name`]).
 //! - `keys`: the key layout (pure); `record`: the value layout and [`Committed`] (pure).
 //! - `commit`: [`Commit`], [`CommitExpectation`] and the commit rule (pure).
-//! - `store`: [`OffsetStore`], the only code in weir that uses sled.
+//! - `store`: [`OffsetStore`], the only code in weir that uses sled; `store::open` opens it
+//!   (directory, lock, marker, migration).
+//! - `files`: the file-system calls outside sled (the directory lock, syncing a directory).
 //! - `config`, `clock`, `error`: [`Config`], [`Clock`], [`Error`].
 //!
 //! The byte layouts are specified in `docs/format.md` ("Offsets store").
@@ -82,6 +84,7 @@ mod clock;
 mod commit;
 mod config;
 mod error;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod keys;
