@@ -4,22 +4,28 @@
 //! of the API: hidden from the docs, no stability promise.
 //!
 //! The decoders fuzzed are those of the bytes sled hands back: the block of committed offsets
-//! (`record::decode`), the version 1 value read when migrating (`record::v1::decode`) and the
-//! key (`keys::decode`). Whatever they accept must re-encode to
-//! exactly the bytes it came from (one encoding per value), and nothing may panic.
+//! (`record::decode`, as the value of [`FUZZ_KEY`]), the version 2 and version 1 values read
+//! when migrating (`record::v2::decode`, `record::v1::decode`) and the key (`keys::decode`).
+//! Whatever they accept must re-encode to exactly the bytes it came from (one encoding per
+//! value), and nothing may panic.
 
 use crate::{keys, record};
 
-/// Selector bit: write the CRC the value's bytes need, so the checks after it are reached.
+/// Selector bit: write the CRC the value's bytes need, so the checks after it are reached
+/// (for a version 3 value, the CRC under [`FUZZ_KEY`]).
 pub const FIX_CRC: u8 = 0x01;
+/// The key the bytes are decoded as a version 3 value of: group "g1", topic "orders", block 0.
+pub const FUZZ_KEY: &[u8] = b"g1\0orders\0\0\0\0\0";
 /// Selector bit: make a version 1 value's metadata length field match the bytes left.
 pub const FIX_LENGTH: u8 = 0x02;
 
 /// What the decoders made of one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
-    /// The bytes decoded as a block (version 2 value).
+    /// The bytes decoded as a block (version 3 value) of [`FUZZ_KEY`].
     pub value_accepted: bool,
+    /// The bytes decoded as a version 2 value.
+    pub v2_value_accepted: bool,
     /// The bytes decoded as a version 1 value.
     pub v1_value_accepted: bool,
     /// The bytes (without the selector) decoded as a key.
@@ -32,6 +38,7 @@ pub fn offsets_value(data: &[u8]) -> Verdict {
     let Some((&selector, rest)) = data.split_first() else {
         return Verdict {
             value_accepted: false,
+            v2_value_accepted: false,
             v1_value_accepted: false,
             key_accepted: false,
         };
@@ -43,22 +50,37 @@ pub fn offsets_value(data: &[u8]) -> Verdict {
         value[header - 2..header].copy_from_slice(&metadata_len.to_le_bytes());
     }
     if selector & FIX_CRC != 0 && value.len() >= 5 {
-        // Both versions keep their CRC in bytes 1..5, over every other byte.
+        // Every version keeps its CRC in bytes 1..5, over every other byte; version 3 over
+        // the key first.
         let mut hasher = crc32fast::Hasher::new();
+        if value[0] == record::VERSION {
+            hasher.update(FUZZ_KEY);
+        }
         hasher.update(&value[..1]);
         hasher.update(&value[5..]);
         let crc = hasher.finalize();
         value[1..5].copy_from_slice(&crc.to_le_bytes());
     }
-    let value_accepted = match record::decode(&value) {
-        Ok(block) => {
-            assert!(!block.is_empty() && block.len() <= 64);
-            for (slot, committed) in block.iter() {
-                assert!(slot < 64 && committed.metadata.len() <= record::METADATA_BYTES_MAX);
-            }
+    let value_accepted = match record::decode(FUZZ_KEY, &value) {
+        Ok(decoded) => {
+            check_block(&decoded.block);
             assert!(
-                record::encode(&block) == value,
+                record::encode(FUZZ_KEY, &decoded.block, decoded.commit_seq) == value,
                 "an accepted block does not re-encode"
+            );
+            true
+        }
+        Err(error) => {
+            let _ = error.to_string();
+            false
+        }
+    };
+    let v2_value_accepted = match record::v2::decode(&value) {
+        Ok(block) => {
+            check_block(&block);
+            assert!(
+                record::v2::encode(&block) == value,
+                "an accepted version 2 block does not re-encode"
             );
             true
         }
@@ -101,7 +123,15 @@ pub fn offsets_value(data: &[u8]) -> Verdict {
     };
     Verdict {
         value_accepted,
+        v2_value_accepted,
         v1_value_accepted,
         key_accepted,
+    }
+}
+
+fn check_block(block: &record::Block) {
+    assert!(!block.is_empty() && block.len() <= 64);
+    for (slot, committed) in block.iter() {
+        assert!(slot < 64 && committed.metadata.len() <= record::METADATA_BYTES_MAX);
     }
 }

@@ -70,7 +70,10 @@
 //! # Modules
 //!
 //! - `name`: the name rule for groups and topics ([`validate_name`]).
-//! - `keys`: the key layout (pure); `record`: the value layout and [`Committed`] (pure).
+//! - `keys`: the key layout (pure); `record`: the value layout and [`Committed`] (pure), with
+//!   the older versions read to migrate (`record::v2`, `record::v1`).
+//! - `marker`: the store marker and the open decision it drives (pure); `meta`: the store id
+//!   and commit sequence floor beside it (pure).
 //! - `commit`: [`Commit`], [`CommitExpectation`] and the commit rule (pure).
 //! - `store`: [`OffsetStore`], the only code in weir that uses sled; `store::open` opens it
 //!   (directory, lock, marker, migration).
@@ -89,6 +92,7 @@ mod files;
 pub mod fuzzing;
 mod keys;
 mod marker;
+mod meta;
 mod name;
 mod record;
 mod store;
@@ -100,8 +104,8 @@ pub use error::{DecodeError, Error, Result, RECOVERY};
 pub use name::{validate_name, InvalidName, NameKind, NameProblem, NAME_BYTES_MAX, NAME_RULE};
 pub use record::{Committed, METADATA_BYTES_MAX};
 pub use store::{
-    ClampReport, Clamped, GroupDescription, GroupPartition, OffsetStore, PartitionOffset, UserTree,
-    RESERVED_TREE_PREFIX, TREE_NAME,
+    ClampReport, Clamped, CorruptValue, GroupDescription, GroupPartition, OffsetStore, OpenReport,
+    PartitionOffset, UserTree, RESERVED_TREE_PREFIX, TREE_NAME,
 };
 
 /// The sled this crate is built on, for [`OffsetStore::open_in`] and the transactional tree

@@ -1,5 +1,5 @@
 //! Values of the offsets tree (pure): a block of up to [`PARTITIONS_PER_BLOCK`] partitions'
-//! committed offsets, and its byte layout.
+//! committed offsets with the commit sequence of the write that stored it, and its byte layout.
 //!
 //! One value holds the committed offsets of partitions `64·b .. 64·b + 63` of one (group,
 //! topic) — block `b`, named by the key (see `keys`) — so that a batch commit of many
@@ -7,16 +7,17 @@
 //! number of keys written, not with their bytes (measured: 100 one-partition keys write about 4×
 //! the bytes of one 2 KiB value, and take 2½× as long to make durable).
 //!
-//! Version 2 (see `docs/format.md`, "Offsets store"); all integers little-endian:
+//! Version 3 (see `docs/format.md`, "Offsets store"); all integers little-endian:
 //!
 //! | at | bytes | field |
 //! |---|---|---|
-//! | 0 | 1 | version, `2` |
-//! | 1 | 4 | CRC-32 (`crc32fast`, IEEE) of every other byte of the value: byte 0, then 5.. |
-//! | 5 | 1 | entry count *k*, 1 ..= 64 |
-//! | 6 | … | *k* entries, in increasing slot order |
+//! | 0 | 1 | version, `3` |
+//! | 1 | 4 | CRC-32 (`crc32fast`, IEEE) of the **key**, then of every other byte of the value: byte 0, then 5.. |
+//! | 5 | 8 | commit sequence, `u64`: the store-wide number of the write that stored this value |
+//! | 13 | 1 | entry count *k*, 1 ..= 64 |
+//! | 14 | … | *k* entries, in increasing slot order |
 //!
-//! An entry:
+//! An entry (the same in versions 2 and 3):
 //!
 //! | at | bytes | field |
 //! |---|---|---|
@@ -27,16 +28,21 @@
 //! | 19 | *n* | metadata, UTF-8 |
 //!
 //! Invariants: the version is read first (it decides the layout), then the checksum is checked
-//! over the whole value before any other field is trusted; the entries must account for exactly
-//! the bytes that are left. A value that fails any check is corrupt, never guessed at. An empty
-//! block is never stored (its key is removed instead), so a count of 0 is corrupt too.
+//! over the key and the whole value before any other field is trusted — so a value is valid
+//! only under the key it was written for; the entries must account for exactly the bytes that
+//! are left. A value that fails any check is corrupt, never guessed at. An empty block is never
+//! stored (its key is removed instead), so a count of 0 is corrupt too.
+//!
+//! Versions 2 (`v2`, the same without the commit sequence and with a checksum of the value
+//! alone) and 1 (`v1`, one partition per value) are read only to migrate an older store.
 
 pub mod v1;
+pub mod v2;
 
 use crate::error::DecodeError;
 
 /// The version this code writes, and the only one the offsets tree holds.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// The longest metadata string, in bytes.
 pub const METADATA_BYTES_MAX: usize = 4096;
@@ -48,10 +54,11 @@ const SLOTS: usize = PARTITIONS_PER_BLOCK as usize;
 
 const VERSION_AT: usize = 0;
 const CRC_AT: usize = VERSION_AT + 1;
-const COUNT_AT: usize = CRC_AT + 4;
+const COMMIT_SEQ_AT: usize = CRC_AT + 4;
+const COUNT_AT: usize = COMMIT_SEQ_AT + 8;
 /// Bytes before the first entry.
 pub const HEADER_BYTES: usize = COUNT_AT + 1;
-const _: () = assert!(HEADER_BYTES == 6);
+const _: () = assert!(HEADER_BYTES == 14);
 
 const SLOT_AT: usize = 0;
 const OFFSET_AT: usize = SLOT_AT + 1;
@@ -61,8 +68,11 @@ const METADATA_LENGTH_AT: usize = COMMIT_TIME_AT + 8;
 pub const ENTRY_HEADER_BYTES: usize = METADATA_LENGTH_AT + 2;
 const _: () = assert!(ENTRY_HEADER_BYTES == 19);
 
-/// The longest value: every slot full, every metadata string as long as allowed.
-pub const VALUE_BYTES_MAX: usize = HEADER_BYTES + SLOTS * (ENTRY_HEADER_BYTES + METADATA_BYTES_MAX);
+/// The most bytes a block's entries take: every slot full, every metadata string as long as
+/// allowed.
+const ENTRIES_BYTES_MAX: usize = SLOTS * (ENTRY_HEADER_BYTES + METADATA_BYTES_MAX);
+/// The longest value.
+pub const VALUE_BYTES_MAX: usize = HEADER_BYTES + ENTRIES_BYTES_MAX;
 
 /// One committed offset, as stored for a (group, topic, partition).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -119,17 +129,58 @@ impl Block {
     }
 }
 
-/// Encodes a block. It must not be empty, and every metadata string must be at most
-/// [`METADATA_BYTES_MAX`] bytes (the store checks both before calling; otherwise it is a bug).
-pub fn encode(block: &Block) -> Vec<u8> {
-    assert!(!block.is_empty(), "an empty block reached the codec");
-    let bytes = block
-        .iter()
-        .map(|(_, c)| ENTRY_HEADER_BYTES + c.metadata.len())
-        .sum::<usize>();
-    let mut value = Vec::with_capacity(HEADER_BYTES + bytes);
+/// A decoded value: the block and the commit sequence of the write that stored it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    /// The store-wide sequence number of the write that stored the value.
+    pub commit_seq: u64,
+    /// The committed offsets.
+    pub block: Block,
+}
+
+/// Encodes `block` as the value of `key`, written by the write numbered `commit_seq`. The block
+/// must not be empty, and every metadata string must be at most [`METADATA_BYTES_MAX`] bytes
+/// (the store checks both before calling; otherwise it is a bug).
+pub fn encode(key: &[u8], block: &Block, commit_seq: u64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(HEADER_BYTES + entries_bytes(block));
     value.push(VERSION);
     value.extend_from_slice(&[0; 4]);
+    value.extend_from_slice(&commit_seq.to_le_bytes());
+    encode_entries(block, &mut value);
+    let crc = checksum(key, &value);
+    value[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(
+        decode(key, &value)
+            .as_ref()
+            .map(|v| (v.commit_seq, &v.block)),
+        Ok((commit_seq, block))
+    );
+    value
+}
+
+/// Decodes the value stored under `key`.
+///
+/// # Errors
+///
+/// A [`DecodeError`] saying which check failed: version, length, checksum, then the entries.
+pub fn decode(key: &[u8], value: &[u8]) -> Result<Value, DecodeError> {
+    check_envelope(key, value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
+    let commit_seq = u64::from_le_bytes(array(value, COMMIT_SEQ_AT));
+    let block = decode_entries(value[COUNT_AT], &value[HEADER_BYTES..])?;
+    Ok(Value { commit_seq, block })
+}
+
+/// The bytes of `block`'s entries.
+fn entries_bytes(block: &Block) -> usize {
+    block
+        .iter()
+        .map(|(_, c)| ENTRY_HEADER_BYTES + c.metadata.len())
+        .sum::<usize>()
+}
+
+/// Appends the entry count and the entries (versions 2 and 3).
+fn encode_entries(block: &Block, value: &mut Vec<u8>) {
+    assert!(!block.is_empty(), "an empty block reached the codec");
     value.push(u8::try_from(block.len()).expect("at most 64 entries"));
     for (slot, committed) in block.iter() {
         let metadata_length = u16::try_from(committed.metadata.len())
@@ -147,24 +198,24 @@ pub fn encode(block: &Block) -> Vec<u8> {
         value.extend_from_slice(&metadata_length.to_le_bytes());
         value.extend_from_slice(committed.metadata.as_bytes());
     }
-    let crc = checksum(&value);
-    value[CRC_AT..COUNT_AT].copy_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(decode(&value).as_ref(), Ok(block));
-    value
 }
 
-/// The CRC-32 of a value's bytes other than the CRC field itself (bytes 1..5 in both
-/// versions).
-fn checksum(value: &[u8]) -> u32 {
+/// The CRC-32 of what a value's checksum covers: `covered_first` (the key in version 3,
+/// nothing in earlier versions), then the value's bytes other than the CRC field itself
+/// (bytes 1..5 in every version).
+fn checksum(covered_first: &[u8], value: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
+    hasher.update(covered_first);
     hasher.update(&value[..CRC_AT]);
     hasher.update(&value[CRC_AT + 4..]);
     hasher.finalize()
 }
 
-/// The checks both value versions start with, in this order: the version byte (it decides the
-/// layout), the length bounds, then the CRC (before any other field is trusted).
+/// The checks every value version starts with, in this order: the version byte (it decides the
+/// layout), the length bounds, then the CRC over `covered_first` and the value (before any
+/// other field is trusted).
 fn check_envelope(
+    covered_first: &[u8],
     value: &[u8],
     version: u8,
     header_bytes: usize,
@@ -195,29 +246,23 @@ fn check_envelope(
         });
     }
     let stored = u32::from_le_bytes(array(value, CRC_AT));
-    let computed = checksum(value);
+    let computed = checksum(covered_first, value);
     if stored != computed {
         return Err(DecodeError::Checksum { stored, computed });
     }
     Ok(())
 }
 
-/// Decodes a value read from the tree.
-///
-/// # Errors
-///
-/// A [`DecodeError`] saying which check failed: version, length, checksum, then the entries.
-pub fn decode(value: &[u8]) -> Result<Block, DecodeError> {
-    check_envelope(value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
-    let count = usize::from(value[COUNT_AT]);
+/// Decodes a block's entries (versions 2 and 3): `count` entries filling `rest` exactly.
+fn decode_entries(count: u8, mut rest: &[u8]) -> Result<Block, DecodeError> {
+    let count = usize::from(count);
     if count == 0 || count > SLOTS {
         return Err(DecodeError::Block {
             reason: "the entry count is not between 1 and 64",
             entry: 0,
         });
     }
-    let mut entries = Vec::with_capacity(count);
-    let mut rest = &value[HEADER_BYTES..];
+    let mut entries: Vec<(u8, Committed)> = Vec::with_capacity(count);
     for entry in 0..count {
         if rest.len() < ENTRY_HEADER_BYTES {
             return Err(DecodeError::Block {
@@ -299,9 +344,15 @@ mod tests {
         block
     }
 
-    const GOLDEN: [u8; 46] = [
-        0x02, // version
-        0xc3, 0x61, 0xba, 0x2c, // CRC-32 of the other bytes, little-endian
+    /// Group "g1", topic "orders", block 0.
+    const KEY: &[u8] = b"g1\0orders\0\0\0\0\0";
+    const COMMIT_SEQ: u64 = 0x0a0b_0c0d_0e0f_1011;
+
+    /// Computed apart from this code (Python's `zlib.crc32` over the key, byte 0, bytes 5..).
+    const GOLDEN: [u8; 54] = [
+        0x03, // version
+        0x33, 0xea, 0x57, 0x0e, // CRC-32 of the key and the other bytes, little-endian
+        0x11, 0x10, 0x0f, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, // commit sequence
         0x02, // two entries
         0x01, // slot 1
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // offset
@@ -314,10 +365,27 @@ mod tests {
         0x00, 0x00, // no metadata
     ];
 
+    fn golden_value() -> Value {
+        Value {
+            commit_seq: COMMIT_SEQ,
+            block: golden_block(),
+        }
+    }
+
     #[test]
     fn golden_bytes() {
-        assert_eq!(encode(&golden_block()), GOLDEN);
-        assert_eq!(decode(&GOLDEN), Ok(golden_block()));
+        assert_eq!(encode(KEY, &golden_block(), COMMIT_SEQ), GOLDEN);
+        assert_eq!(decode(KEY, &GOLDEN), Ok(golden_value()));
+    }
+
+    #[test]
+    fn a_value_is_valid_only_under_its_own_key() {
+        for other in [&b"g1\0orders\0\0\0\0\x01"[..], b"g2\0orders\0\0\0\0\0", b""] {
+            assert!(matches!(
+                decode(other, &GOLDEN),
+                Err(DecodeError::Checksum { .. })
+            ));
+        }
     }
 
     #[test]
@@ -339,13 +407,25 @@ mod tests {
         for slot in 0..64u8 {
             full.set(slot, committed(u64::MAX, u64::MAX, &long));
         }
-        let value = encode(&full);
+        let value = encode(KEY, &full, u64::MAX);
         assert_eq!(value.len(), VALUE_BYTES_MAX);
-        assert_eq!(decode(&value), Ok(full));
+        assert_eq!(
+            decode(KEY, &value),
+            Ok(Value {
+                commit_seq: u64::MAX,
+                block: full
+            })
+        );
         let mut edge = Block::default();
         edge.set(0, committed(0, 0, ""));
         edge.set(63, committed(1, 2, "é"));
-        assert_eq!(decode(&encode(&edge)), Ok(edge));
+        assert_eq!(
+            decode(KEY, &encode(KEY, &edge, 0)),
+            Ok(Value {
+                commit_seq: 0,
+                block: edge
+            })
+        );
     }
 
     #[test]
@@ -355,54 +435,69 @@ mod tests {
                 let mut damaged = GOLDEN;
                 damaged[byte] ^= 1 << bit;
                 assert!(
-                    decode(&damaged).is_err(),
+                    decode(KEY, &damaged).is_err(),
                     "flip of bit {bit} in byte {byte} decoded"
                 );
             }
+        }
+        for byte in 0..KEY.len() {
+            let mut key = KEY.to_vec();
+            key[byte] ^= 0x01;
+            assert!(decode(&key, &GOLDEN).is_err(), "key byte {byte} flipped");
         }
     }
 
     #[test]
     fn every_truncation_and_extension_is_detected() {
         for length in 0..GOLDEN.len() {
-            assert!(decode(&GOLDEN[..length]).is_err(), "truncated to {length}");
+            assert!(
+                decode(KEY, &GOLDEN[..length]).is_err(),
+                "truncated to {length}"
+            );
         }
         let mut longer = GOLDEN.to_vec();
         longer.push(b'!');
-        assert!(matches!(decode(&longer), Err(DecodeError::Checksum { .. })));
+        assert!(matches!(
+            decode(KEY, &longer),
+            Err(DecodeError::Checksum { .. })
+        ));
     }
 
     /// `bytes` with a correct checksum, so the checks after it are reached.
     fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
-        let crc = checksum(&bytes);
-        bytes[CRC_AT..COUNT_AT].copy_from_slice(&crc.to_le_bytes());
+        let crc = checksum(KEY, &bytes);
+        bytes[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         bytes
     }
 
     #[test]
     fn each_check_has_its_own_error() {
         assert!(matches!(
-            decode(&[]),
+            decode(KEY, &[]),
             Err(DecodeError::Truncated { bytes: 0, .. })
         ));
         assert!(matches!(
-            decode(&[1; 30]),
+            decode(KEY, &[2; 30]),
             Err(DecodeError::UnknownVersion {
-                version: 1,
-                expected: 2
+                version: 2,
+                expected: 3
             })
         ));
         assert!(matches!(
-            decode(&GOLDEN[..4]),
+            decode(KEY, &GOLDEN[..4]),
             Err(DecodeError::Truncated { bytes: 4, .. })
+        ));
+        assert!(matches!(
+            decode(KEY, &GOLDEN[..HEADER_BYTES - 1]),
+            Err(DecodeError::Truncated { .. })
         ));
         let too_long = vec![VERSION; VALUE_BYTES_MAX + 1];
         assert!(matches!(
-            decode(&too_long),
+            decode(KEY, &too_long),
             Err(DecodeError::TooLong { .. })
         ));
 
-        let block_error = |bytes: Vec<u8>| match decode(&resealed(bytes)) {
+        let block_error = |bytes: Vec<u8>| match decode(KEY, &resealed(bytes)) {
             Err(DecodeError::Block { reason, entry }) => (reason, entry),
             other => panic!("{other:?}"),
         };
@@ -435,7 +530,7 @@ mod tests {
         let mut lying = GOLDEN.to_vec();
         lying[HEADER_BYTES + METADATA_LENGTH_AT] = 200;
         assert!(matches!(
-            decode(&resealed(lying)),
+            decode(KEY, &resealed(lying)),
             Err(DecodeError::MetadataLength { stored: 200, .. })
         ));
 
@@ -443,7 +538,7 @@ mod tests {
         let mut not_utf8 = GOLDEN.to_vec();
         not_utf8[HEADER_BYTES + ENTRY_HEADER_BYTES] = 0xff;
         assert!(matches!(
-            decode(&resealed(not_utf8)),
+            decode(KEY, &resealed(not_utf8)),
             Err(DecodeError::MetadataNotUtf8 { .. })
         ));
     }
@@ -453,12 +548,12 @@ mod tests {
     fn the_codec_refuses_oversized_metadata() {
         let mut block = Block::default();
         block.set(0, committed(1, 1, &"m".repeat(METADATA_BYTES_MAX + 1)));
-        let _ = encode(&block);
+        let _ = encode(KEY, &block, 1);
     }
 
     #[test]
     #[should_panic(expected = "an empty block")]
     fn the_codec_refuses_an_empty_block() {
-        let _ = encode(&Block::default());
+        let _ = encode(KEY, &Block::default(), 1);
     }
 }

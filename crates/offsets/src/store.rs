@@ -16,6 +16,12 @@
 //!   delete a group, clamp) sees no other write land between its read and its write.
 //! - After a failed write or sync the store is poisoned and refuses writes: whether the bytes
 //!   reached the disk is unknown, and retrying a failed fsync is not safe.
+//! - Every write that changes the offsets tree gets the next **commit sequence** number, taken
+//!   under `writer` and stored with the write itself: in each value it writes (`record`), and,
+//!   for a write that removes values, as the meta tree's floor (`meta`), in the same atomic
+//!   step. So the highest sequence the tree and floor hold is the last write sled kept, and a
+//!   write that sled lost lowers it. [`OffsetStore::commit_seq`] is the highest sequence made
+//!   durable by a sync; it never goes down.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -34,10 +40,13 @@ use crate::clock::Clock;
 use crate::commit::{self, Commit, Refusal};
 use crate::error::{DecodeError, Error, Result};
 use crate::keys;
+use crate::meta;
 use crate::name::{validate_name, NameKind};
 use crate::record::{self, Block, Committed, METADATA_BYTES_MAX};
 
 mod open;
+
+pub use open::{CorruptValue, OpenReport};
 
 /// The sled tree that holds the offsets. The `v2` names the key layout (see `keys`); a new key
 /// layout gets a new tree.
@@ -56,17 +65,21 @@ const SLED_LOG_FILE: &str = "db";
 /// [`OffsetStore::open`] is open.
 pub const LOCK_FILE_NAME: &str = "weir-offsets.lock";
 
-/// Tells stores apart, so that a [`UserTree`] is only used with the store it came from.
-static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
+/// Tells stores apart in this process, so that a [`UserTree`] is only used with the store it
+/// came from.
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
 
 /// Committed offsets per (group, topic, partition), kept durably in sled.
 ///
 /// Every write is durable when it returns. Reads see the latest write. The store is `Sync`:
 /// share it with an `Arc`.
 pub struct OffsetStore {
-    id: u64,
+    /// This handle's number in the process (see [`UserTree`]); not the stored store id.
+    instance: u64,
     db: sled::Db,
     tree: sled::Tree,
+    /// The meta tree: the marker, the store id and the sequence floor (see `marker`, `meta`).
+    meta: sled::Tree,
     directory: PathBuf,
     /// sled's log file, opened again by us so that we can `fdatasync` it after sled's flush.
     log_file: File,
@@ -77,11 +90,26 @@ pub struct OffsetStore {
     /// Serialises writers; see the module docs. Guards no data.
     writer: Mutex<()>,
     /// Held through each sync (sled's flush and our `fdatasync`) and the poisoning after a
-    /// failed one; holds the ticket up to which a sync succeeded. See [`OffsetStore::sync`].
-    sync_lock: Mutex<u64>,
+    /// failed one; holds what the last successful sync covered. See [`OffsetStore::sync`].
+    sync_lock: Mutex<Synced>,
     /// Tickets of writes waiting to be synced, taken once each write is applied.
     sync_tickets: AtomicU64,
     poisoned: AtomicBool,
+    /// The commit sequence of the last write applied to sled. Changed only under `writer`.
+    applied_seq: AtomicU64,
+    /// The store's id, from the meta tree.
+    store_id: u64,
+    /// What opening found.
+    open_report: OpenReport,
+}
+
+/// What the syncs so far made durable.
+#[derive(Debug, Clone, Copy, Default)]
+struct Synced {
+    /// Every write that took a ticket up to this one.
+    ticket: u64,
+    /// Every write with a commit sequence up to this one.
+    commit_seq: u64,
 }
 
 impl fmt::Debug for OffsetStore {
@@ -191,6 +219,30 @@ impl OffsetStore {
         &self.directory
     }
 
+    /// The highest commit sequence made durable: every write that changes the offsets (a
+    /// commit, reset, deletion, clamp or migration) gets the next number, and this is the
+    /// number of the last one synced. After [`OffsetStore::open`] it is the highest the
+    /// database holds. It never goes down.
+    pub fn commit_seq(&self) -> u64 {
+        self.sync_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .commit_seq
+    }
+
+    /// The store's id: a random nonzero number drawn when the store was created (or migrated
+    /// to format 3), kept in the database. A store created again in the same directory has
+    /// another.
+    pub fn store_id(&self) -> u64 {
+        self.store_id
+    }
+
+    /// What opening found: the store id and commit sequence, a migration, and the values that
+    /// failed their checks.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.open_report
+    }
+
     /// A tree of the caller's in this store's database, for [`OffsetStore::commit_with`].
     ///
     /// # Errors
@@ -209,7 +261,7 @@ impl OffsetStore {
             .open_tree(name)
             .map_err(|source| self.storage("open a user tree", source))?;
         Ok(UserTree {
-            store_id: self.id,
+            store_id: self.instance,
             name: name.to_string(),
             tree,
         })
@@ -263,19 +315,21 @@ impl OffsetStore {
     pub fn commit_batch(&self, group: &str, commits: &[Commit<'_>]) -> Result<u64> {
         let (prepared, commit_time_ms) = self.prepare(group, commits)?;
         let writer = self.lock_writer();
+        let commit_seq = self.next_seq(&writer);
         // The writer lock orders this store's writers; the compare-and-swap (one block) or the
         // transaction (several) also keeps out another store opened on the same database
         // (`open_in` twice), whose writes would otherwise land between the check and the
         // write and be overwritten with the rest of their block.
         let applied = if let [block] = prepared.as_slice() {
             self.swap_block(&block.key, "commit offsets", |stored| {
-                self.updated(group, &prepared, &[stored], commit_time_ms)
+                self.updated(group, &prepared, &[stored], commit_time_ms, commit_seq)
                     .map(|mut values| Some(values.remove(0)))
             })
+            .map(|written| assert!(written, "a commit always writes its block"))
         } else {
             let outcome = self
                 .tree
-                .transaction(|tree| self.apply(tree, group, &prepared, commit_time_ms));
+                .transaction(|tree| self.apply(tree, group, &prepared, commit_time_ms, commit_seq));
             match outcome {
                 Ok(()) => Ok(()),
                 Err(TransactionError::Abort(error)) => Err(error),
@@ -284,6 +338,9 @@ impl OffsetStore {
                 }
             }
         };
+        if applied.is_ok() {
+            self.applied(commit_seq, &writer);
+        }
         drop(writer);
         applied?;
         self.sync()?;
@@ -338,7 +395,7 @@ impl OffsetStore {
     where
         F: Fn(&TransactionalTree) -> ConflictableTransactionResult<T, E>,
     {
-        if user_tree.store_id != self.id {
+        if user_tree.store_id != self.instance {
             return Err(Error::ForeignTree {
                 name: user_tree.name.clone(),
                 reason: "belongs to another offsets store (a transaction spans one database)",
@@ -346,12 +403,17 @@ impl OffsetStore {
         }
         let (prepared, commit_time_ms) = self.prepare(group, commits)?;
         let outcome = {
-            let _writer = self.lock_writer();
-            (&self.tree, &user_tree.tree).transaction(|(offsets, user)| {
-                self.apply(offsets, group, &prepared, commit_time_ms)
+            let writer = self.lock_writer();
+            let commit_seq = self.next_seq(&writer);
+            let outcome = (&self.tree, &user_tree.tree).transaction(|(offsets, user)| {
+                self.apply(offsets, group, &prepared, commit_time_ms, commit_seq)
                     .map_err(|error| map_abort(error, Abort::Offsets))?;
                 user_writes(user).map_err(|error| map_abort(error, Abort::User))
-            })
+            });
+            if outcome.is_ok() {
+                self.applied(commit_seq, &writer);
+            }
+            outcome
         };
         let value = match outcome {
             Ok(value) => value,
@@ -396,8 +458,9 @@ impl OffsetStore {
         let (block_number, slot) = keys::block_of(partition);
         let key = keys::encode(group, topic, block_number);
         {
-            let _writer = self.lock_writer();
-            self.swap_block(&key, "reset an offset", |stored| {
+            let writer = self.lock_writer();
+            let commit_seq = self.next_seq(&writer);
+            let written = self.swap_block(&key, "reset an offset", |stored| {
                 let mut block = match stored.map(|v| self.decode_value(&key, v)) {
                     None => Block::default(),
                     Some(Ok(block)) => block,
@@ -412,8 +475,10 @@ impl OffsetStore {
                     }
                 };
                 block.set(slot, committed.clone());
-                Ok(Some(record::encode(&block)))
+                Ok(Some(record::encode(&key, &block, commit_seq)))
             })?;
+            assert!(written, "a reset always writes its block");
+            self.applied(commit_seq, &writer);
         }
         self.sync()?;
         Ok(committed)
@@ -515,20 +580,34 @@ impl OffsetStore {
     {
         self.check_writable()?;
         let deleted = {
-            let _writer = self.lock_writer();
-            let mut batch = sled::Batch::default();
+            let writer = self.lock_writer();
+            let mut removed = Vec::new();
             let mut deleted = 0;
             for entry in scan() {
                 let (key, value) = entry.map_err(|source| self.storage("scan offsets", source))?;
                 if !chosen(&key)? {
                     continue;
                 }
-                deleted += record::decode(&value).map_or(1, |block| block.len());
-                batch.remove(key);
+                deleted += record::decode(&key, &value).map_or(1, |value| value.block.len());
+                removed.push(key);
             }
-            if deleted > 0 {
-                if let Err(source) = self.tree.apply_batch(batch) {
-                    return Err(self.poison(operation, source));
+            if !removed.is_empty() {
+                // The floor keeps the store's sequence from going down with the values.
+                let commit_seq = self.next_seq(&writer);
+                let floor = meta::encode_number(meta::SEQ_FLOOR_KEY, commit_seq);
+                let outcome = (&self.tree, &self.meta).transaction(|(tree, meta)| {
+                    for key in &removed {
+                        let _previous = tree.remove(key)?;
+                    }
+                    let _previous = meta.insert(meta::SEQ_FLOOR_KEY, &floor[..])?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                });
+                match outcome {
+                    Ok(()) => self.applied(commit_seq, &writer),
+                    Err(TransactionError::Abort(())) => unreachable!("a deletion never aborts"),
+                    Err(TransactionError::Storage(source)) => {
+                        return Err(self.poison(operation, source));
+                    }
                 }
             }
             deleted
@@ -560,7 +639,7 @@ impl OffsetStore {
         let commit_time_ms = self.clock.now_ms();
         let mut report = ClampReport::default();
         {
-            let _writer = self.lock_writer();
+            let writer = self.lock_writer();
             // Found in one scan (so a corrupt value anywhere clamps nothing), then written
             // block by block as compare-and-swaps that clamp what is stored then.
             let mut to_clamp: Vec<(sled::IVec, Vec<(u8, u64)>)> = Vec::new();
@@ -596,7 +675,8 @@ impl OffsetStore {
                 }
             }
             for (key, changed) in &to_clamp {
-                self.swap_block(key, "clamp offsets", |stored| {
+                let commit_seq = self.next_seq(&writer);
+                let written = self.swap_block(key, "clamp offsets", |stored| {
                     // Deleted meanwhile: nothing left to clamp.
                     let Some(bytes) = stored else {
                         return Ok(None);
@@ -612,8 +692,11 @@ impl OffsetStore {
                             block.set(slot, clamped);
                         }
                     }
-                    Ok(Some(record::encode(&block)))
+                    Ok(Some(record::encode(key, &block, commit_seq)))
                 })?;
+                if written {
+                    self.applied(commit_seq, &writer);
+                }
             }
         }
         if !report.clamped.is_empty() {
@@ -667,24 +750,25 @@ impl OffsetStore {
 
     /// Writes the value `update` makes of `key`'s stored value, as a compare-and-swap against
     /// the bytes it was made from, reading again and retrying if another writer got in between
-    /// (`update` returning `None`: nothing to write). `update`'s error (a refusal, a corrupt
-    /// value) is returned as it is; a failed write poisons the store.
+    /// (`update` returning `None`: nothing to write). Returns whether it wrote. `update`'s
+    /// error (a refusal, a corrupt value) is returned as it is; a failed write poisons the
+    /// store.
     fn swap_block(
         &self,
         key: &[u8],
         operation: &'static str,
         update: impl Fn(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         loop {
             let stored = self
                 .tree
                 .get(key)
                 .map_err(|source| self.storage("read an offset", source))?;
             let Some(value) = update(stored.as_deref())? else {
-                return Ok(());
+                return Ok(false);
             };
             match self.tree.compare_and_swap(key, stored, Some(value)) {
-                Ok(Ok(())) => return Ok(()),
+                Ok(Ok(())) => return Ok(true),
                 Ok(Err(_changed)) => {}
                 Err(source) => return Err(self.poison(operation, source)),
             }
@@ -698,6 +782,7 @@ impl OffsetStore {
         group: &str,
         prepared: &[Prepared<'_>],
         commit_time_ms: u64,
+        commit_seq: u64,
     ) -> ConflictableTransactionResult<(), Error> {
         let mut stored = Vec::with_capacity(prepared.len());
         for block in prepared {
@@ -705,7 +790,7 @@ impl OffsetStore {
         }
         let stored: Vec<Option<&[u8]>> = stored.iter().map(Option::as_deref).collect();
         let values = self
-            .updated(group, prepared, &stored, commit_time_ms)
+            .updated(group, prepared, &stored, commit_time_ms, commit_seq)
             .map_err(ConflictableTransactionError::Abort)?;
         for (block, value) in prepared.iter().zip(values) {
             let _previous = tree.insert(block.key.as_slice(), value)?;
@@ -723,6 +808,7 @@ impl OffsetStore {
         prepared: &[Prepared<'_>],
         stored: &[Option<&[u8]>],
         commit_time_ms: u64,
+        commit_seq: u64,
     ) -> Result<Vec<Vec<u8>>> {
         let mut blocks: Vec<Option<Block>> = vec![None; prepared.len()];
         let mut in_order: Vec<(usize, usize, u8, &Commit<'_>)> = prepared
@@ -760,7 +846,11 @@ impl OffsetStore {
                 },
             );
         }
-        Ok(blocks.iter().map(record::encode).collect())
+        Ok(prepared
+            .iter()
+            .zip(&blocks)
+            .map(|(prepared, block)| record::encode(&prepared.key, block, commit_seq))
+            .collect())
     }
 
     /// Makes every write so far durable: sled's flush, then `fdatasync` of its log file.
@@ -778,11 +868,14 @@ impl OffsetStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         self.check_writable()?;
-        if *synced >= ticket {
+        if synced.ticket >= ticket {
             return Ok(());
         }
-        // Every write with a ticket up to here was applied before this flush starts.
+        // Every write with a ticket up to here was applied before this flush starts, and so
+        // was every write up to this sequence (a write records its sequence before it takes
+        // its ticket).
         let covered = self.sync_tickets.load(Ordering::SeqCst);
+        let applied_seq = self.applied_seq.load(Ordering::SeqCst);
         if let Err(source) = self.db.flush() {
             return Err(self.poison("flush", source));
         }
@@ -794,8 +887,26 @@ impl OffsetStore {
                 source,
             });
         }
-        *synced = covered;
+        synced.ticket = covered;
+        synced.commit_seq = synced.commit_seq.max(applied_seq);
         Ok(())
+    }
+
+    /// The commit sequence for the next write. `_writer` shows the writer lock is held: the
+    /// number stays this writer's until it calls [`OffsetStore::applied`] or gives up.
+    fn next_seq(&self, _writer: &MutexGuard<'_, ()>) -> u64 {
+        let next = self.applied_seq.load(Ordering::SeqCst) + 1;
+        assert!(next > 0, "the commit sequence wrapped");
+        next
+    }
+
+    /// Records that the write numbered `commit_seq` is applied to sled (not yet synced).
+    fn applied(&self, commit_seq: u64, _writer: &MutexGuard<'_, ()>) {
+        let previous = self.applied_seq.swap(commit_seq, Ordering::SeqCst);
+        assert!(
+            commit_seq > previous,
+            "commit sequence {commit_seq} applied after {previous}"
+        );
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -832,7 +943,9 @@ impl OffsetStore {
     }
 
     fn decode_value(&self, key: &[u8], value: &[u8]) -> Result<Block> {
-        record::decode(value).map_err(|source| self.corrupt(key, source))
+        record::decode(key, value)
+            .map(|value| value.block)
+            .map_err(|source| self.corrupt(key, source))
     }
 
     fn corrupt(&self, key: &[u8], source: DecodeError) -> Error {

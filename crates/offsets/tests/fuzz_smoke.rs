@@ -23,6 +23,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 /// Valid stored values (the golden bytes of `docs/format.md`) and keys.
 fn seeds() -> Vec<Vec<u8>> {
+    // Version 3, the value of `FUZZ_KEY`.
+    let block_v3: &[u8] = &[
+        0x03, 0x33, 0xea, 0x57, 0x0e, 0x11, 0x10, 0x0f, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 0x02, 0x01,
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, 0x00, 0xad, 0x74, 0xba, 0x9a, 0x01, 0x00,
+        0x00, 0x02, 0x00, b'h', b'i', 0x09, 0x2a, 0, 0, 0, 0, 0, 0, 0, 0x07, 0, 0, 0, 0, 0, 0, 0,
+        0x00, 0x00,
+    ];
     let block: &[u8] = &[
         0x02, 0xc3, 0x61, 0xba, 0x2c, 0x02, 0x01, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
         0x00, 0xad, 0x74, 0xba, 0x9a, 0x01, 0x00, 0x00, 0x02, 0x00, b'h', b'i', 0x09, 0x2a, 0, 0,
@@ -47,6 +54,7 @@ fn seeds() -> Vec<Vec<u8>> {
         key
     };
     vec![
+        block_v3.to_vec(),
         block.to_vec(),
         value_hi.to_vec(),
         value_empty.to_vec(),
@@ -108,7 +116,7 @@ fn offsets_value_smoke() {
     let inputs = env_u64("WEIR_FUZZ_SMOKE_INPUTS", 20_000);
     let mut rng = fastrand::Rng::with_seed(seed);
     let seeds = seeds();
-    let (mut values, mut v1_values, mut keys) = (0u64, 0u64, 0u64);
+    let (mut values, mut v2_values, mut v1_values, mut keys) = (0u64, 0u64, 0u64, 0u64);
     let started = std::time::Instant::now();
     for number in 0..inputs {
         let original = &seeds[rng.usize(..seeds.len())];
@@ -135,15 +143,20 @@ fn offsets_value_smoke() {
             }
         };
         values += u64::from(verdict.value_accepted);
+        v2_values += u64::from(verdict.v2_value_accepted);
         v1_values += u64::from(verdict.v1_value_accepted);
         keys += u64::from(verdict.key_accepted);
     }
     println!(
-        "offsets_value: seed {seed:#x}, {inputs} inputs, {values} blocks, {v1_values} version 1 \
-         values and {keys} keys accepted in {:?}",
+        "offsets_value: seed {seed:#x}, {inputs} inputs, {values} blocks, {v2_values} version 2 \
+         blocks, {v1_values} version 1 values and {keys} keys accepted in {:?}",
         started.elapsed()
     );
     assert!(values > 0 && values < inputs, "{values} blocks accepted");
+    assert!(
+        v2_values > 0 && v2_values < inputs,
+        "{v2_values} version 2 blocks accepted"
+    );
     assert!(
         v1_values > 0 && v1_values < inputs,
         "{v1_values} version 1 values accepted"

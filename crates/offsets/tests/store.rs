@@ -540,7 +540,7 @@ fn a_damaged_value_is_a_corruption_error_naming_its_key() -> Result<(), Error> {
         .flatten()
         .map(|v| v.to_vec())
         .unwrap_or_default();
-    assert_eq!(flipped.len(), 6 + 19, "one entry, no metadata");
+    assert_eq!(flipped.len(), 14 + 19, "one entry, no metadata");
     flipped[10] ^= 0x01;
     raw.insert(b"g\0t\0\0\0\0\0", flipped)
         .map_err(|e| panic!("{e}"))
@@ -611,7 +611,7 @@ fn the_bytes_on_disk_match_the_examples_in_docs_format_md() -> Result<(), Error>
             .collect()
     };
     let key = example("(block 4, slot 2) →");
-    let value = example("metadata\n`hi` →");
+    let value = example("under the key of the example above →");
 
     let dir = tempdir();
     let (store, raw) = open_with_raw_tree(dir.path());
@@ -761,7 +761,7 @@ fn a_format_1_store_is_migrated_on_open() -> Result<(), Error> {
         drop(store);
     }
 
-    // The old tree is empty and the marker says format 2.
+    // The old tree is empty and the marker says format 3.
     let db = reopen_sled(dir.path());
     let old = db
         .open_tree("weir-offsets/v1")
@@ -771,7 +771,7 @@ fn a_format_1_store_is_migrated_on_open() -> Result<(), Error> {
         .open_tree("weir-offsets/meta")
         .and_then(|meta| meta.get("store"))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(marker.as_deref(), Some(&b"weir-offsets format 2"[..]));
+    assert_eq!(marker.as_deref(), Some(&b"weir-offsets format 3"[..]));
     Ok(())
 }
 

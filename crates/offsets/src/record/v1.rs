@@ -52,7 +52,7 @@ pub fn encode(offset: u64, commit_time_ms: u64, metadata: &str) -> Vec<u8> {
     value.extend_from_slice(&commit_time_ms.to_le_bytes());
     value.extend_from_slice(&metadata_length.to_le_bytes());
     value.extend_from_slice(metadata.as_bytes());
-    let crc = checksum(&value);
+    let crc = checksum(&[], &value);
     value[CRC_AT..OFFSET_AT].copy_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(decode(&value).map(|c| c.offset), Ok(offset));
     value
@@ -64,7 +64,7 @@ pub fn encode(offset: u64, commit_time_ms: u64, metadata: &str) -> Vec<u8> {
 ///
 /// A [`DecodeError`] saying which check the bytes failed.
 pub fn decode(value: &[u8]) -> Result<Committed, DecodeError> {
-    check_envelope(value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
+    check_envelope(&[], value, VERSION, HEADER_BYTES, VALUE_BYTES_MAX)?;
     let offset = u64::from_le_bytes(array(value, OFFSET_AT));
     let commit_time_ms = u64::from_le_bytes(array(value, COMMIT_TIME_AT));
     let metadata_length = usize::from(u16::from_le_bytes(array(value, METADATA_LENGTH_AT)));
@@ -194,7 +194,7 @@ mod tests {
         // A consistent checksum over an inconsistent length field.
         let mut lying = encode(1, 1, "abc");
         lying[METADATA_LENGTH_AT] = 2;
-        let crc = checksum(&lying);
+        let crc = checksum(&[], &lying);
         lying[CRC_AT..OFFSET_AT].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             decode(&lying),
@@ -204,7 +204,7 @@ mod tests {
         // A consistent checksum over metadata that is not UTF-8.
         let mut not_utf8 = encode(1, 1, "ab");
         not_utf8[HEADER_BYTES] = 0xff;
-        let crc = checksum(&not_utf8);
+        let crc = checksum(&[], &not_utf8);
         not_utf8[CRC_AT..OFFSET_AT].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(
             decode(&not_utf8),

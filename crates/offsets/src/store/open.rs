@@ -1,26 +1,75 @@
-//! Opening a store: the directory, the lock, sled, the store marker (see `marker`) and the
-//! migration of older formats. Nothing is written before the checks that may refuse the open
-//! have passed.
+//! Opening a store: the directory, the lock, sled, the store marker (see `marker`), the
+//! migration of older formats, and the scan that finds the store's commit sequence and checks
+//! every stored value.
+//!
+//! Opening first *examines* (reads only): the marker decision, the format, the store id and
+//! sequence floor, and every value of the offsets tree. Only once nothing calls for a refusal
+//! does it *settle* the store (writes: creating the marker, migrating an older format), then
+//! syncs, so that the commit sequence it starts from is durable.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{OffsetStore, NEXT_STORE_ID, SLED_LOG_FILE, TREE_NAME, TREE_NAME_V1};
+use super::{OffsetStore, Synced, NEXT_INSTANCE, SLED_LOG_FILE, TREE_NAME, TREE_NAME_V1};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{DecodeError, Error, Result};
 use crate::files::{lock_directory, open_sled, remove_interrupted_snapshots, sync_directory};
 use crate::keys;
-use crate::marker::{self, Decision};
+use crate::marker::{self, Decision, Format};
+use crate::meta;
 use crate::record::{self, Block};
 
+/// What [`OffsetStore::open`] found, from [`OffsetStore::open_report`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// The store's id (see [`OffsetStore::store_id`]).
+    pub store_id: u64,
+    /// The highest commit sequence the store held when it opened (after a migration: the
+    /// migration's).
+    pub commit_seq: u64,
+    /// The format the store was migrated from at this open (1 or 2), if it was.
+    pub migrated_from: Option<u8>,
+    /// Stored entries that fail their checks, in key order. Reading one of their partitions
+    /// fails with [`Error::Corrupt`] naming the key; [`OffsetStore::reset`] or
+    /// [`OffsetStore::delete_group`] overwrites it. They do not stop the open.
+    pub corrupt: Vec<CorruptValue>,
+}
+
+/// A stored entry of the offsets tree that fails its checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptValue {
+    /// The key, readable: `group "g" topic "t" partitions 0..=63`, or escaped bytes if the
+    /// key itself does not decode.
+    pub key: String,
+    /// What is wrong.
+    pub problem: DecodeError,
+}
+
+/// What examining the database found (reads only).
+#[derive(Debug)]
+struct Found {
+    decision: Decision,
+    /// The format the sled marker names; `None` if there is no marker yet.
+    format: Option<Format>,
+    /// The store id (format 3 only).
+    store_id: Option<u64>,
+    /// The highest commit sequence held: the floor's or a value's (format 3 only; else 0).
+    commit_seq: u64,
+    /// The entries that fail their checks (format 3 only).
+    corrupt: Vec<CorruptValue>,
+}
+
 impl OffsetStore {
-    /// Opens (creating if needed) the offsets database in `config.directory`.
+    /// Opens (creating if needed) the offsets database in `config.directory`, checks every
+    /// stored value (see [`OffsetStore::open_report`]) and migrates an older format.
     ///
     /// # Errors
     ///
@@ -45,7 +94,7 @@ impl OffsetStore {
         let lock_file = lock_directory(&directory)?;
         remove_interrupted_snapshots(&directory)?;
         let db = open_sled(&directory, config.cache_capacity_bytes)?;
-        let mut store = OffsetStore::open_in(db, directory)?;
+        let mut store = OffsetStore::start(db, directory)?;
         store.lock_file = Some(lock_file);
         Ok(store)
     }
@@ -53,137 +102,301 @@ impl OffsetStore {
     /// Opens the offsets in a sled database the caller already has, so that the caller's own
     /// trees and the offsets can be written in one transaction (see
     /// [`OffsetStore::commit_with`]). The offsets live in the tree [`TREE_NAME`]; names
-    /// starting with [`RESERVED_TREE_PREFIX`] are reserved.
+    /// starting with [`crate::RESERVED_TREE_PREFIX`] are reserved.
     ///
     /// `directory` must be the directory `db` was opened on (not a `temporary` database): the
     /// store syncs sled's log file in it after every flush, and names it in errors.
     ///
+    /// Two stores opened on one database this way hand out commit sequence numbers each on
+    /// its own, so they may number two writes alike; the witness (which needs
+    /// [`OffsetStore::open`]) is not used.
+    ///
     /// # Errors
     ///
     /// [`Error::Storage`] if the tree cannot be opened; [`Error::Io`] if sled's log file is not
-    /// in `directory` or cannot be synced.
+    /// in `directory` or cannot be synced; [`Error::Damaged`] and [`Error::Corrupt`] as for
+    /// [`OffsetStore::open`].
     pub fn open_in(db: sled::Db, directory: impl Into<PathBuf>) -> Result<OffsetStore> {
-        let directory = directory.into();
-        let tree = db.open_tree(TREE_NAME).map_err(|source| Error::Storage {
-            operation: "open the offsets tree",
-            directory: directory.clone(),
-            source,
-        })?;
+        OffsetStore::start(db, directory.into())
+    }
+
+    /// Opens the trees, examines the database, settles it (creation, migration) and syncs.
+    fn start(db: sled::Db, directory: PathBuf) -> Result<OffsetStore> {
+        let open_tree = |name: &str, operation: &'static str| {
+            db.open_tree(name).map_err(|source| Error::Storage {
+                operation,
+                directory: directory.clone(),
+                source,
+            })
+        };
+        let tree = open_tree(TREE_NAME, "open the offsets tree")?;
+        let meta = open_tree(marker::META_TREE_NAME, "open the meta tree")?;
         let log_path = directory.join(SLED_LOG_FILE);
         let log_file = File::open(&log_path).map_err(|source| Error::Io {
             operation: "open sled's log file (to sync it)",
             path: log_path,
             source,
         })?;
-        let store = OffsetStore {
-            id: NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed),
+        let mut store = OffsetStore {
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             db,
             tree,
+            meta,
             directory,
             log_file,
             lock_file: None,
             clock: Arc::new(SystemClock),
             writer: Mutex::new(()),
-            sync_lock: Mutex::new(0),
+            sync_lock: Mutex::new(Synced::default()),
             sync_tickets: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
+            applied_seq: AtomicU64::new(0),
+            store_id: 0,
+            open_report: OpenReport::default(),
         };
-        store.check_marker()?;
+        let found = store.examine()?;
+        let migrated_from = store.settle(&found)?;
+        let found = if migrated_from.is_some() || found.format.is_none() {
+            store.examine()?
+        } else {
+            found
+        };
+        let Some(store_id) = found.store_id else {
+            unreachable!("a settled store is in format 3, which has an id")
+        };
+        store.store_id = store_id;
+        store.applied_seq.store(found.commit_seq, Ordering::SeqCst);
+        // What the store holds may not be on disk yet (the process that wrote it may have died
+        // before its sync); from here on, the commit sequence it reports is.
+        store.sync()?;
+        for corrupt in &found.corrupt {
+            tracing::warn!(
+                directory = %store.directory.display(),
+                key = %corrupt.key,
+                problem = %corrupt.problem,
+                "a stored offset is corrupt: reading it fails until it is reset or its group \
+                 deleted"
+            );
+        }
+        store.open_report = OpenReport {
+            store_id,
+            commit_seq: found.commit_seq,
+            migrated_from: migrated_from.map(Format::number),
+            corrupt: found.corrupt,
+        };
         Ok(store)
     }
 
-    /// Checks (or, for a new store, writes) the store marker; see `marker`.
-    fn check_marker(&self) -> Result<()> {
-        let meta = self
-            .db
-            .open_tree(marker::META_TREE_NAME)
-            .map_err(|source| self.storage("open the meta tree", source))?;
-        let sled_marker = meta
+    /// Reads what opening decides on: the marker (see `marker`), and for a format 3 store its
+    /// id, floor and every value. Writes nothing.
+    fn examine(&self) -> Result<Found> {
+        let sled_marker = self
+            .meta
             .get(marker::MARKER_KEY)
             .map_err(|source| self.storage("read the store marker", source))?;
         let file = self.directory.join(marker::MARKER_FILE_NAME);
         let file_exists = file.try_exists().map_err(|source| Error::Io {
             operation: "look for the marker file",
-            path: file.clone(),
+            path: file,
             source,
         })?;
-        let format_1 = sled_marker.as_deref() == Some(marker::MARKER_VALUE_V1);
-        match marker::decide(file_exists, sled_marker.as_deref()) {
-            Decision::Open if format_1 => self.migrate_format_1(&meta),
-            Decision::Open => Ok(()),
-            Decision::DataLost => Err(Error::Damaged {
-                directory: self.directory.clone(),
-                problem: "the marker file says a store was created here, but sled opened \
-                          without its data (sled opens some damaged files as empty)",
-            }),
-            Decision::UnknownMarker => Err(Error::Damaged {
-                directory: self.directory.clone(),
-                problem: "the store marker is neither \"weir-offsets format 2\" nor \
-                          \"weir-offsets format 1\" (damaged, or written by a newer build)",
-            }),
-            Decision::Create { write_sled_marker } => {
-                if format_1 {
-                    // An earlier build's creation, cut short: migrate what there is.
-                    self.migrate_format_1(&meta)?;
-                } else if write_sled_marker {
-                    meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)
-                        .map_err(|source| self.poison("write the store marker", source))?;
+        let decision = marker::decide(file_exists, sled_marker.as_deref());
+        match decision {
+            Decision::DataLost => {
+                return Err(Error::Damaged {
+                    directory: self.directory.clone(),
+                    problem: "the marker file says a store was created here, but sled opened \
+                              without its data (sled opens some damaged files as empty)",
+                })
+            }
+            Decision::UnknownMarker => {
+                return Err(Error::Damaged {
+                    directory: self.directory.clone(),
+                    problem: "the store marker is not \"weir-offsets format 3\", 2 or 1 \
+                              (damaged, or written by a newer build)",
+                })
+            }
+            Decision::Open | Decision::Create { .. } => {}
+        }
+        let format = sled_marker.as_deref().and_then(Format::of);
+        let mut found = Found {
+            decision,
+            format,
+            store_id: None,
+            commit_seq: 0,
+            corrupt: Vec::new(),
+        };
+        if format == Some(Format::V3) {
+            let store_id = self.meta_number(meta::STORE_ID_KEY)?;
+            if store_id == 0 {
+                return Err(Error::Damaged {
+                    directory: self.directory.clone(),
+                    problem: "the store id in the meta tree is 0",
+                });
+            }
+            found.store_id = Some(store_id);
+            found.commit_seq = self.meta_number(meta::SEQ_FLOOR_KEY)?;
+            for entry in self.tree.iter() {
+                let (key, value) =
+                    entry.map_err(|source| self.storage("scan the offsets", source))?;
+                let checked = keys::decode(&key).and_then(|_| record::decode(&key, &value));
+                match checked {
+                    Ok(value) => found.commit_seq = found.commit_seq.max(value.commit_seq),
+                    Err(problem) => found.corrupt.push(CorruptValue {
+                        key: keys::readable(&key),
+                        problem,
+                    }),
                 }
-                // The sled marker is durable before the file claims it exists.
-                self.sync()?;
-                File::create(&file)
-                    .and_then(|created| created.sync_all())
-                    .map_err(|source| Error::Io {
-                        operation: "create",
-                        path: file,
-                        source,
-                    })?;
-                // sled does not sync its directory: this makes its file names durable too.
-                sync_directory(&self.directory)
             }
         }
+        Ok(found)
     }
 
-    /// Moves a format 1 store's offsets (one value per partition, in [`TREE_NAME_V1`]) into
-    /// blocks in [`TREE_NAME`], empties the old tree and rewrites the marker — in one sled
-    /// transaction, made durable before the store is used. A crash before it leaves format 1
-    /// as it was; a crash after it leaves format 2.
-    fn migrate_format_1(&self, meta: &sled::Tree) -> Result<()> {
+    /// A number of the meta tree (see `meta`): missing or corrupt is damage.
+    fn meta_number(&self, key: &'static [u8]) -> Result<u64> {
+        let stored = self
+            .meta
+            .get(key)
+            .map_err(|source| self.storage("read the meta tree", source))?;
+        let id = key == meta::STORE_ID_KEY;
+        let problem = match stored
+            .as_deref()
+            .map(|bytes| meta::decode_number(key, bytes))
+        {
+            Some(Ok(number)) => return Ok(number),
+            None if id => "the store id is missing from the meta tree",
+            None => "the commit sequence floor is missing from the meta tree",
+            Some(Err(_)) if id => "the store id in the meta tree is corrupt",
+            Some(Err(_)) => "the commit sequence floor in the meta tree is corrupt",
+        };
+        Err(Error::Damaged {
+            directory: self.directory.clone(),
+            problem,
+        })
+    }
+
+    /// Writes what the examination calls for: a new store's marker, id and floor, or the
+    /// migration of an older format; then, for a store whose creation is not complete, the
+    /// marker file. Returns the format migrated from, if any.
+    fn settle(&self, found: &Found) -> Result<Option<Format>> {
+        let migrated_from = match found.format {
+            Some(Format::V3) => None,
+            Some(old) => {
+                self.migrate(old)?;
+                Some(old)
+            }
+            None => {
+                let mut batch = sled::Batch::default();
+                batch.insert(marker::MARKER_KEY, marker::MARKER_VALUE);
+                batch.insert(
+                    meta::STORE_ID_KEY,
+                    &meta::encode_number(meta::STORE_ID_KEY, new_store_id())[..],
+                );
+                batch.insert(
+                    meta::SEQ_FLOOR_KEY,
+                    &meta::encode_number(meta::SEQ_FLOOR_KEY, 0)[..],
+                );
+                self.meta
+                    .apply_batch(batch)
+                    .map_err(|source| self.poison("write the store marker", source))?;
+                None
+            }
+        };
+        if let Decision::Create { .. } = found.decision {
+            // The sled marker is durable before the file claims it exists.
+            self.sync()?;
+            let file = self.directory.join(marker::MARKER_FILE_NAME);
+            File::create(&file)
+                .and_then(|created| created.sync_all())
+                .map_err(|source| Error::Io {
+                    operation: "create",
+                    path: file,
+                    source,
+                })?;
+            // sled does not sync its directory: this makes its file names durable too.
+            sync_directory(&self.directory)?;
+        }
+        Ok(migrated_from)
+    }
+
+    /// Migrates a store of format 1 (one value per partition, in [`TREE_NAME_V1`]) or 2
+    /// (version 2 blocks in [`TREE_NAME`]) to format 3: every value is rewritten as a version
+    /// 3 block carrying the migration's commit sequence (1), the format 1 tree is emptied, and
+    /// the meta tree gets a store id, the floor (1) and the format 3 marker — in one sled
+    /// transaction, made durable before the store is used. A crash before it leaves the old
+    /// format as it was; a crash after it leaves format 3.
+    ///
+    /// A corrupt format 1 value fails the migration (nothing changes); a corrupt format 2
+    /// value is left as it is, and reported as corrupt by the examination that follows.
+    fn migrate(&self, from: Format) -> Result<()> {
         let old = self
             .db
             .open_tree(TREE_NAME_V1)
             .map_err(|source| self.storage("open the format 1 offsets tree", source))?;
         let mut old_keys = Vec::new();
         let mut blocks: BTreeMap<Vec<u8>, Block> = BTreeMap::new();
-        for entry in old.iter() {
-            let (key, value) = entry.map_err(|source| self.storage("read format 1", source))?;
-            // A format 1 key has the partition where a format 2 key has the block.
-            let decoded = keys::decode_layout(&key).map_err(|source| self.corrupt(&key, source))?;
-            let partition = decoded.block;
-            let committed = record::v1::decode(&value).map_err(|source| Error::Corrupt {
-                directory: self.directory.clone(),
-                key: format!(
-                    "group {:?} topic {:?} partition {partition} (format 1, being migrated)",
-                    decoded.group, decoded.topic
-                ),
-                source,
-            })?;
-            let (block, slot) = keys::block_of(partition);
-            blocks
-                .entry(keys::encode(decoded.group, decoded.topic, block))
-                .or_default()
-                .set(slot, committed);
-            old_keys.push(key);
+        let mut corrupt = 0_usize;
+        if from == Format::V1 {
+            for entry in old.iter() {
+                let (key, value) = entry.map_err(|source| self.storage("read format 1", source))?;
+                // A format 1 key has the partition where later keys have the block.
+                let decoded =
+                    keys::decode_layout(&key).map_err(|source| self.corrupt(&key, source))?;
+                let partition = decoded.block;
+                let committed = record::v1::decode(&value).map_err(|source| Error::Corrupt {
+                    directory: self.directory.clone(),
+                    key: format!(
+                        "group {:?} topic {:?} partition {partition} (format 1, being migrated)",
+                        decoded.group, decoded.topic
+                    ),
+                    source,
+                })?;
+                let (block, slot) = keys::block_of(partition);
+                blocks
+                    .entry(keys::encode(decoded.group, decoded.topic, block))
+                    .or_default()
+                    .set(slot, committed);
+                old_keys.push(key);
+            }
+        } else {
+            for entry in self.tree.iter() {
+                let (key, value) = entry.map_err(|source| self.storage("read format 2", source))?;
+                match keys::decode(&key).and_then(|_| record::v2::decode(&value)) {
+                    Ok(block) => {
+                        let _none = blocks.insert(key.to_vec(), block);
+                    }
+                    Err(problem) => {
+                        corrupt += 1;
+                        tracing::warn!(
+                            directory = %self.directory.display(),
+                            key = %keys::readable(&key),
+                            %problem,
+                            "a corrupt format 2 value is left as it is by the migration"
+                        );
+                    }
+                }
+            }
         }
+        let commit_seq = 1;
         let values: Vec<(Vec<u8>, Vec<u8>)> = blocks
             .into_iter()
-            .map(|(key, block)| (key, record::encode(&block)))
+            .map(|(key, block)| {
+                let value = record::encode(&key, &block, commit_seq);
+                (key, value)
+            })
             .collect();
-        let migrated = (&old, &self.tree, meta).transaction(|(old, new, meta)| {
+        let store_id = meta::encode_number(meta::STORE_ID_KEY, new_store_id());
+        let floor = meta::encode_number(meta::SEQ_FLOOR_KEY, commit_seq);
+        let from_marker = match from {
+            Format::V1 => marker::MARKER_VALUE_V1,
+            Format::V2 => marker::MARKER_VALUE_V2,
+            Format::V3 => unreachable!("format 3 is not migrated"),
+        };
+        let migrated = (&old, &self.tree, &self.meta).transaction(|(old, new, meta)| {
             // Another store on the same database (`open_in` twice) may have migrated since the
-            // format 1 tree was read above, and committed newer offsets in format 2 since: its
-            // marker says so, and the stale snapshot must not be written over them.
-            if meta.get(marker::MARKER_KEY)?.as_deref() == Some(marker::MARKER_VALUE) {
+            // old values were read above, and committed newer offsets since: its marker says
+            // so, and the stale snapshot must not be written over them.
+            if meta.get(marker::MARKER_KEY)?.as_deref() != Some(from_marker) {
                 return Ok(false);
             }
             for (key, value) in &values {
@@ -192,6 +405,8 @@ impl OffsetStore {
             for key in &old_keys {
                 let _previous = old.remove(key)?;
             }
+            let _previous = meta.insert(meta::STORE_ID_KEY, &store_id[..])?;
+            let _previous = meta.insert(meta::SEQ_FLOOR_KEY, &floor[..])?;
             let _previous = meta.insert(marker::MARKER_KEY, marker::MARKER_VALUE)?;
             Ok::<_, ConflictableTransactionError<()>>(true)
         });
@@ -200,16 +415,30 @@ impl OffsetStore {
             Ok(false) => return Ok(()),
             Err(TransactionError::Abort(())) => unreachable!("the migration never aborts"),
             Err(TransactionError::Storage(source)) => {
-                return Err(self.poison("migrate format 1 offsets", source));
+                return Err(self.poison("migrate the offsets store", source));
             }
         }
         self.sync()?;
         tracing::info!(
             directory = %self.directory.display(),
-            partitions = old_keys.len(),
+            from = from.number(),
+            partitions_format_1 = old_keys.len(),
             blocks = values.len(),
-            "migrated the offsets store from format 1 to format 2"
+            corrupt_left = corrupt,
+            "migrated the offsets store to format 3"
         );
         Ok(())
     }
+}
+
+/// A random nonzero store id. The standard library's `RandomState` is keyed from the operating
+/// system's random source; the time and process id are mixed in as well.
+fn new_store_id() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    hasher.write_u128(since_epoch);
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }
