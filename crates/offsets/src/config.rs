@@ -1,5 +1,5 @@
-//! How an offsets store is opened: the directory and sled's cache. Checked at open, where a bad
-//! field is an [`Error::InvalidConfig`] naming it.
+//! How an offsets store is opened: the directory, sled's cache and the witness file. Checked
+//! at open, where a bad field is an [`Error::InvalidConfig`] naming it.
 
 use std::path::PathBuf;
 
@@ -20,6 +20,12 @@ pub struct Config {
     /// sled's page-cache capacity, in bytes. Default [`CACHE_CAPACITY_BYTES_DEFAULT`]; at least
     /// [`CACHE_CAPACITY_BYTES_MIN`].
     pub cache_capacity_bytes: u64,
+    /// The witness file: a record, kept outside `directory`, of which store was there and how
+    /// far it had committed (see [`crate::OffsetStore::seal`]). With it, opening refuses a
+    /// store that lost commits, was re-created or is missing, instead of opening older or
+    /// empty offsets silently. Default `None` (no witness). It must not be inside `directory`
+    /// (it has to survive that directory's loss); weir-store keeps it beside it.
+    pub witness_path: Option<PathBuf>,
 }
 
 impl Config {
@@ -28,6 +34,16 @@ impl Config {
         Config {
             directory: directory.into(),
             cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
+            witness_path: None,
+        }
+    }
+
+    /// The same config, with the witness file at `witness_path`.
+    #[must_use]
+    pub fn with_witness_path(self, witness_path: impl Into<PathBuf>) -> Self {
+        Config {
+            witness_path: Some(witness_path.into()),
+            ..self
         }
     }
 
@@ -51,6 +67,25 @@ impl Config {
                     self.cache_capacity_bytes
                 ),
             });
+        }
+        if let Some(witness) = &self.witness_path {
+            if witness.file_name().is_none() {
+                return Err(Error::InvalidConfig {
+                    field: "witness_path",
+                    reason: format!("is {}, which names no file", witness.display()),
+                });
+            }
+            if witness.starts_with(&self.directory) {
+                return Err(Error::InvalidConfig {
+                    field: "witness_path",
+                    reason: format!(
+                        "is {}, inside the offsets directory {}; the witness must survive that \
+                         directory's loss, so keep it outside (e.g. beside it)",
+                        witness.display(),
+                        self.directory.display()
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -88,5 +123,24 @@ mod tests {
             message.contains("cache_capacity_bytes") && message.contains("is 10"),
             "{message}"
         );
+        assert!(Config::new("data/offsets")
+            .with_witness_path("data/offsets.witness")
+            .validate()
+            .is_ok());
+        for witness in ["data/offsets/witness", "data/offsets", "/"] {
+            let inside = Config::new("data/offsets")
+                .with_witness_path(witness)
+                .validate();
+            assert!(
+                matches!(
+                    inside,
+                    Err(Error::InvalidConfig {
+                        field: "witness_path",
+                        ..
+                    })
+                ),
+                "{witness}: {inside:?}"
+            );
+        }
     }
 }

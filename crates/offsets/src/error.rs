@@ -3,7 +3,9 @@
 //!
 //! Kinds, kept apart so a caller can act on them:
 //! - **damage** ([`Error::Open`] when sled refuses, [`Error::Damaged`] when our marker shows
-//!   the data is gone): the message says how an operator recovers.
+//!   the data is gone, [`Error::Witness`] when the witness file shows the store lost commits,
+//!   was re-created or is missing): the message says how an operator recovers. Nothing was
+//!   written.
 //! - **storage and I/O** ([`Error::Storage`], [`Error::Io`]): sled or the file
 //!   system failed; the source is kept, with the operation and the directory. A failed write or
 //!   sync also poisons the store ([`Error::Poisoned`]): reopen it.
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 
 use crate::commit::CommitExpectation;
 use crate::name::{InvalidName, NameKind};
+use crate::witness::Refusal;
 
 /// This crate's `Result`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,8 +30,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What an operator does when the offsets directory is lost or damaged. Quoted by the errors
 /// that may call for it, and in the crate docs and `docs/format.md`.
 pub const RECOVERY: &str = "to recover, move the offsets directory aside (or restore it from \
-     a backup) and reopen: groups then restart from an earlier offset, so events are delivered \
-     again, never skipped";
+     a backup) and accept the loss with `weir repair`, which also rewrites the offsets witness: \
+     groups then restart from an earlier offset, so events are delivered again, never skipped";
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,23 @@ pub enum Error {
         directory: PathBuf,
         /// What was found.
         problem: &'static str,
+    },
+
+    /// The witness file (see [`crate::Config::witness_path`]) does not vouch for the store:
+    /// the store lost commits, was re-created or is missing, or the witness is damaged.
+    /// Nothing was written.
+    #[error(
+        "the offsets store in {directory} does not match its witness {witness_path}: {refusal}; \
+         nothing was changed; {}",
+        .refusal.recovery()
+    )]
+    Witness {
+        /// The database directory.
+        directory: PathBuf,
+        /// The witness file.
+        witness_path: PathBuf,
+        /// What the witness and the store disagree on.
+        refusal: Refusal,
     },
 
     /// A sled operation failed.

@@ -1,12 +1,18 @@
 //! The file-system calls of this crate outside sled: the directory lock, opening sled (waiting
-//! out this process's previous store), removing interrupted snapshots, and syncing a
-//! directory.
+//! out this process's previous store), removing interrupted snapshots, syncing a directory,
+//! reading and atomically replacing the witness file, and copying a directory.
+//!
+//! Invariant: a witness file is only ever replaced whole (a temporary file, synced, renamed
+//! over it, the directory synced), so a crash leaves the old witness or the new one.
 
+use std::ffi::OsString;
 use std::fs::{File, TryLockError};
-use std::path::Path;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::store::LOCK_FILE_NAME;
+use crate::witness::{self, Witness, WitnessFound, WITNESS_BYTES};
 
 /// Opens sled in `directory`. This store's own lock file is already held, so a sled lock
 /// conflict can only be this process's previous store on the directory whose background
@@ -117,4 +123,92 @@ pub(crate) fn sync_directory(directory: &Path) -> Result<()> {
             path: directory.to_path_buf(),
             source,
         })
+}
+
+/// Reads the witness file at `path`: absent, intact, or failing its checks. At most one byte
+/// more than a witness is read, whatever the file's length.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file exists but cannot be read.
+pub(crate) fn read_witness(path: &Path) -> Result<WitnessFound> {
+    let io = |source| Error::Io {
+        operation: "read the witness file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(WitnessFound::Absent),
+        Err(error) => return Err(io(error)),
+    };
+    let mut bytes = Vec::with_capacity(WITNESS_BYTES + 1);
+    file.take(WITNESS_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(match witness::decode(&bytes) {
+        Ok(witness) => WitnessFound::Valid(witness),
+        Err(problem) => WitnessFound::Invalid(problem),
+    })
+}
+
+/// Replaces the witness file at `path` with `witness`, atomically and durably: written to
+/// `<path>.tmp`, `fdatasync`ed, renamed over `path`, and the directory `fsync`ed.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the step that failed.
+pub(crate) fn write_witness(path: &Path, witness: &Witness) -> Result<()> {
+    let mut temporary = OsString::from(path.as_os_str());
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    let io = |operation, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            operation,
+            path,
+            source,
+        }
+    };
+    let mut file = File::create(&temporary).map_err(io("create the witness file", &temporary))?;
+    file.write_all(&witness::encode(witness))
+        .and_then(|()| file.sync_data())
+        .map_err(io("write the witness file", &temporary))?;
+    drop(file);
+    std::fs::rename(&temporary, path).map_err(io("rename the witness file over", path))?;
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync_directory(parent)
+}
+
+/// Copies the regular files of `from`, recursively, into a new directory `to` (for inspecting
+/// a copy of a store). Other kinds of entry are skipped.
+///
+/// # Errors
+///
+/// [`Error::Io`] naming the file that could not be listed, read or written.
+pub(crate) fn copy_directory(from: &Path, to: &Path) -> Result<()> {
+    let io = |operation, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io {
+            operation,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir(to).map_err(io("create the copy's directory", to))?;
+    for entry in std::fs::read_dir(from).map_err(io("list the directory", from))? {
+        let entry = entry.map_err(io("list the directory", from))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(io("inspect", &path))?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_directory(&path, &target)?;
+        } else if kind.is_file() {
+            let _bytes = std::fs::copy(&path, &target).map_err(io("copy", &path))?;
+        }
+    }
+    Ok(())
 }

@@ -91,6 +91,12 @@ mod tests {
     }
 
     #[test]
+    fn the_example_in_docs_format_md_is_these_bytes() {
+        let example = crate::witness::tests::spec_example("`seq_floor` 42 →");
+        assert_eq!(example, encode_number(SEQ_FLOOR_KEY, 42));
+    }
+
+    #[test]
     fn damage_is_detected() {
         let id = encode_number(STORE_ID_KEY, 0x0123_4567_89ab_cdef);
         for byte in 0..NUMBER_BYTES {

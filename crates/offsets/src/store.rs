@@ -39,13 +39,16 @@ use sled::transaction::{
 use crate::clock::Clock;
 use crate::commit::{self, Commit, Refusal};
 use crate::error::{DecodeError, Error, Result};
+use crate::files;
 use crate::keys;
 use crate::meta;
 use crate::name::{validate_name, NameKind};
 use crate::record::{self, Block, Committed, METADATA_BYTES_MAX};
+use crate::witness::Witness;
 
 mod open;
 
+pub(crate) use open::{open_with, store_before_sled, Mode};
 pub use open::{CorruptValue, OpenReport};
 
 /// The sled tree that holds the offsets. The `v2` names the key layout (see `keys`); a new key
@@ -101,6 +104,17 @@ pub struct OffsetStore {
     store_id: u64,
     /// What opening found.
     open_report: OpenReport,
+    /// The witness file this store keeps, once opening vouched for the store; `None` without
+    /// a witness path (or before the open is done, so a refused open writes none).
+    sealer: Option<Sealer>,
+}
+
+/// The witness file a store keeps up to date (see [`OffsetStore::seal`]).
+#[derive(Debug)]
+struct Sealer {
+    path: PathBuf,
+    /// The commit sequence the witness file holds. Held while the file is replaced.
+    sealed: Mutex<u64>,
 }
 
 /// What the syncs so far made durable.
@@ -110,6 +124,19 @@ struct Synced {
     ticket: u64,
     /// Every write with a commit sequence up to this one.
     commit_seq: u64,
+}
+
+impl Drop for OffsetStore {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Leave the witness as it is (behind the store, which is safe) rather than risk a
+            // second panic.
+            return;
+        }
+        if let Err(error) = self.seal() {
+            tracing::warn!(%error, "could not seal the offsets witness while dropping the store");
+        }
+    }
 }
 
 impl fmt::Debug for OffsetStore {
@@ -210,8 +237,57 @@ struct Prepared<'a> {
 impl OffsetStore {
     /// The same store, taking commit times from `clock` instead of the system clock.
     #[must_use]
-    pub fn with_clock(self, clock: Arc<dyn Clock>) -> OffsetStore {
-        OffsetStore { clock, ..self }
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> OffsetStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Writes the witness file (see [`Config::witness_path`](crate::Config::witness_path))
+    /// with the store's id and its durable commit sequence ([`OffsetStore::commit_seq`]), if
+    /// that moved since the witness was last written; returns whether it wrote. The file is
+    /// replaced atomically (a temporary file, `fdatasync`, rename, `fsync` of its directory).
+    /// Does nothing for a store opened without a witness path.
+    ///
+    /// Call it now and then (weir-store does, every second) and at close; [`OffsetStore::close`]
+    /// and dropping the store call it too. The witness only ever names commits that were
+    /// durable, so a store that opens with fewer lost some: the next open refuses it
+    /// ([`Error::Witness`]). The longer between seals, the more commits a loss can hide.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be written, synced or renamed; the old witness is then
+    /// still in place (it names fewer commits, which is safe), and the next seal tries again.
+    pub fn seal(&self) -> Result<bool> {
+        let Some(sealer) = &self.sealer else {
+            return Ok(false);
+        };
+        let mut sealed = sealer.sealed.lock().unwrap_or_else(PoisonError::into_inner);
+        let commit_seq = self.commit_seq();
+        if commit_seq == *sealed {
+            return Ok(false);
+        }
+        assert!(
+            commit_seq > *sealed,
+            "the durable commit sequence {commit_seq} is behind the witness {}",
+            *sealed
+        );
+        let witness = Witness {
+            store_id: self.store_id,
+            commit_seq,
+        };
+        files::write_witness(&sealer.path, &witness)?;
+        *sealed = commit_seq;
+        Ok(true)
+    }
+
+    /// Closes the store: seals the witness ([`OffsetStore::seal`]), then lets sled go (it
+    /// flushes when dropped). Dropping the store does the same but cannot report a failure.
+    ///
+    /// # Errors
+    ///
+    /// As [`OffsetStore::seal`].
+    pub fn close(self) -> Result<()> {
+        self.seal().map(|_written| ())
     }
 
     /// The database directory.
@@ -532,6 +608,36 @@ impl OffsetStore {
         })
     }
 
+    /// Every group's readable committed offsets, in order, leaving out the values that fail
+    /// their checks (see [`OpenReport::corrupt`]).
+    pub(crate) fn readable_groups(&self) -> Result<Vec<GroupDescription>> {
+        let mut groups: Vec<GroupDescription> = Vec::new();
+        for entry in self.tree.iter() {
+            let (key, value) = entry.map_err(|source| self.storage("scan the offsets", source))?;
+            let (Ok(decoded), Ok(value)) = (keys::decode(&key), record::decode(&key, &value))
+            else {
+                continue;
+            };
+            if groups.last().is_none_or(|last| last.group != decoded.group) {
+                groups.push(GroupDescription {
+                    group: decoded.group.to_string(),
+                    partitions: Vec::new(),
+                });
+            }
+            let Some(group) = groups.last_mut() else {
+                unreachable!("a group was just pushed")
+            };
+            for (slot, committed) in value.block.iter() {
+                group.partitions.push(PartitionOffset {
+                    topic: decoded.topic.to_string(),
+                    partition: keys::partition_of(decoded.block, slot),
+                    committed: committed.clone(),
+                });
+            }
+        }
+        Ok(groups)
+    }
+
     /// Deletes all of `group`'s committed offsets, durably, in one atomic step — corrupt
     /// values included. Returns how many there were (0 if the group had none), counting a
     /// value that does not decode as one.
@@ -620,11 +726,12 @@ impl OffsetStore {
 
     /// Moves every committed offset that is past its partition's log end back to the log end,
     /// durably (each block a compare-and-swap, one sync after them all; a crash in between
-    /// leaves offsets that the next open's clamp moves), and reports what it found. Call it right after opening, with the
-    /// durable log ends: a committed offset must never point past the durable log, or a group
-    /// would skip the events written there after a crash. `log_end(topic, partition)` returns
-    /// the log end, or `None` for a partition the caller does not know (left as it is, and
-    /// listed in the report). A clamped offset keeps its metadata and gets the current time.
+    /// leaves offsets that the next open's clamp moves), and reports what it found. Call it
+    /// right after opening, with the durable log ends: a committed offset must never point past
+    /// the durable log, or a group would skip the events written there after a crash.
+    /// `log_end(topic, partition)` returns the log end, or `None` for a partition the caller
+    /// does not know (left as it is, and listed in the report). A clamped offset keeps its
+    /// metadata and gets the current time.
     ///
     /// # Errors
     ///

@@ -3,33 +3,59 @@
 //! every stored value.
 //!
 //! Opening first *examines* (reads only): the marker decision, the format, the store id and
-//! sequence floor, and every value of the offsets tree. Only once nothing calls for a refusal
-//! does it *settle* the store (writes: creating the marker, migrating an older format), then
-//! syncs, so that the commit sequence it starts from is durable.
+//! sequence floor, and every value of the offsets tree; with a witness file (see `witness`)
+//! it decides whether the witness vouches for the store — before creating anything when the
+//! directory holds no store, and before any write otherwise. Only once nothing calls for a
+//! refusal does it *settle* the store (writes: creating the marker, migrating an older
+//! format), sync, so that the commit sequence it starts from is durable, and write the witness
+//! if there was none (or the store holds more than it says). A refused open writes nothing.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
-use super::{OffsetStore, Synced, NEXT_INSTANCE, SLED_LOG_FILE, TREE_NAME, TREE_NAME_V1};
+use super::{OffsetStore, Sealer, Synced, NEXT_INSTANCE, SLED_LOG_FILE, TREE_NAME, TREE_NAME_V1};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::error::{DecodeError, Error, Result};
-use crate::files::{lock_directory, open_sled, remove_interrupted_snapshots, sync_directory};
+use crate::files::{
+    lock_directory, open_sled, read_witness, remove_interrupted_snapshots, sync_directory,
+    write_witness,
+};
 use crate::keys;
 use crate::marker::{self, Decision, Format};
 use crate::meta;
 use crate::record::{self, Block};
+use crate::witness::{self, StoreFound, Verdict, Witness, WitnessFound};
+
+/// How [`open_with`] treats the witness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Refuse a store the witness does not vouch for; write a witness if there is none.
+    Open,
+    /// Accept the store as it is — an empty one if it is missing, with its store id and
+    /// sequence floor written again if they are damaged — and write the witness for it.
+    Repair,
+}
 
 /// What [`OffsetStore::open`] found, from [`OffsetStore::open_report`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OpenReport {
+    /// What the directory held before this open changed anything — what the witness was
+    /// compared with.
+    pub found: StoreFound,
+    /// What the witness file held; `None` without a witness path.
+    pub witness: Option<WitnessFound>,
+    /// What the witness decision said (an open that was not refused: [`Verdict::Agree`], or
+    /// [`Verdict::CreateWitness`] when there was none); `None` without a witness path, or
+    /// when repairing.
+    pub verdict: Option<Verdict>,
     /// The store's id (see [`OffsetStore::store_id`]).
     pub store_id: u64,
     /// The highest commit sequence the store held when it opened (after a migration: the
@@ -65,38 +91,94 @@ struct Found {
     commit_seq: u64,
     /// The entries that fail their checks (format 3 only).
     corrupt: Vec<CorruptValue>,
+    /// A damaged store id or floor, when repairing (otherwise it fails the examination).
+    meta_damage: Option<&'static str>,
+}
+
+impl Found {
+    fn store_found(&self) -> StoreFound {
+        StoreFound::Present {
+            store_id: self.store_id,
+            commit_seq: self.commit_seq,
+            corrupt_values: self.corrupt.len(),
+        }
+    }
+}
+
+/// What the witness can be compared with before sled is opened: [`StoreFound::Missing`] if
+/// `directory` holds no store (no marker file: missing, emptied or never created), `None` if
+/// it does (then sled must be opened to see which).
+///
+/// # Errors
+///
+/// [`Error::Io`] if the directory cannot be looked into.
+pub(crate) fn store_before_sled(directory: &Path) -> Result<Option<StoreFound>> {
+    let file = directory.join(marker::MARKER_FILE_NAME);
+    let exists = file.try_exists().map_err(|source| Error::Io {
+        operation: "look for the marker file",
+        path: file,
+        source,
+    })?;
+    Ok((!exists).then_some(StoreFound::Missing))
+}
+
+/// Opens the store `config` names; see [`OffsetStore::open`] and [`Mode`].
+pub(crate) fn open_with(config: &Config, mode: Mode) -> Result<OffsetStore> {
+    config.validate()?;
+    let directory = config.directory.clone();
+    let witness = match &config.witness_path {
+        Some(path) => Some((path.clone(), read_witness(path)?)),
+        None => None,
+    };
+    if let (Some((witness_path, witness)), Mode::Open) = (&witness, mode) {
+        // Decided before anything is created: a missing store must stay missing.
+        if let Some(store) = store_before_sled(&directory)? {
+            if let Verdict::Refuse(refusal) = witness::decide(witness, &store) {
+                return Err(Error::Witness {
+                    directory,
+                    witness_path: witness_path.clone(),
+                    refusal,
+                });
+            }
+        }
+    }
+    let created = !directory.exists();
+    std::fs::create_dir_all(&directory).map_err(|source| Error::Io {
+        operation: "create the directory",
+        path: directory.clone(),
+        source,
+    })?;
+    if created {
+        if let Some(parent) = directory.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_directory(parent)?;
+        }
+    }
+    let lock_file = lock_directory(&directory)?;
+    remove_interrupted_snapshots(&directory)?;
+    let db = open_sled(&directory, config.cache_capacity_bytes)?;
+    let mut store = OffsetStore::start(db, directory, witness, mode)?;
+    store.lock_file = Some(lock_file);
+    Ok(store)
 }
 
 impl OffsetStore {
     /// Opens (creating if needed) the offsets database in `config.directory`, checks every
     /// stored value (see [`OffsetStore::open_report`]) and migrates an older format.
     ///
+    /// With [`Config::witness_path`], the witness file decides first (see
+    /// [`crate::witness_decision`]): a store with fewer commits than the witness says were
+    /// durable, another store id, or no store at all is refused, and nothing is created or
+    /// written; with no witness file, one is written once the store is open.
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a bad field; [`Error::Io`] if the directory cannot be
-    /// created or synced; [`Error::Locked`] if another store has it open; [`Error::Open`] if
-    /// sled cannot open the database, [`Error::Damaged`] if sled opens it but the offsets are
-    /// gone — their messages say how an operator recovers.
+    /// created or synced, or the witness read or written; [`Error::Locked`] if another store
+    /// has it open; [`Error::Open`] if sled cannot open the database, [`Error::Damaged`] if
+    /// sled opens it but the offsets are gone, [`Error::Witness`] if the witness does not vouch
+    /// for the store — their messages say how an operator recovers.
     pub fn open(config: &Config) -> Result<OffsetStore> {
-        config.validate()?;
-        let directory = config.directory.clone();
-        let created = !directory.exists();
-        std::fs::create_dir_all(&directory).map_err(|source| Error::Io {
-            operation: "create the directory",
-            path: directory.clone(),
-            source,
-        })?;
-        if created {
-            if let Some(parent) = directory.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_directory(parent)?;
-            }
-        }
-        let lock_file = lock_directory(&directory)?;
-        remove_interrupted_snapshots(&directory)?;
-        let db = open_sled(&directory, config.cache_capacity_bytes)?;
-        let mut store = OffsetStore::start(db, directory)?;
-        store.lock_file = Some(lock_file);
-        Ok(store)
+        open_with(config, Mode::Open)
     }
 
     /// Opens the offsets in a sled database the caller already has, so that the caller's own
@@ -117,11 +199,17 @@ impl OffsetStore {
     /// in `directory` or cannot be synced; [`Error::Damaged`] and [`Error::Corrupt`] as for
     /// [`OffsetStore::open`].
     pub fn open_in(db: sled::Db, directory: impl Into<PathBuf>) -> Result<OffsetStore> {
-        OffsetStore::start(db, directory.into())
+        OffsetStore::start(db, directory.into(), None, Mode::Open)
     }
 
-    /// Opens the trees, examines the database, settles it (creation, migration) and syncs.
-    fn start(db: sled::Db, directory: PathBuf) -> Result<OffsetStore> {
+    /// Opens the trees, examines the database, checks it against the witness, settles it
+    /// (creation, migration), syncs, and writes the witness if it is new or behind.
+    fn start(
+        db: sled::Db,
+        directory: PathBuf,
+        witness: Option<(PathBuf, WitnessFound)>,
+        mode: Mode,
+    ) -> Result<OffsetStore> {
         let open_tree = |name: &str, operation: &'static str| {
             db.open_tree(name).map_err(|source| Error::Storage {
                 operation,
@@ -152,15 +240,41 @@ impl OffsetStore {
             poisoned: AtomicBool::new(false),
             applied_seq: AtomicU64::new(0),
             store_id: 0,
-            open_report: OpenReport::default(),
+            open_report: OpenReport {
+                found: StoreFound::Missing,
+                witness: None,
+                verdict: None,
+                store_id: 0,
+                commit_seq: 0,
+                migrated_from: None,
+                corrupt: Vec::new(),
+            },
+            sealer: None,
         };
-        let found = store.examine()?;
+        let found = store.examine(mode)?;
+        let store_found = found.store_found();
+        let verdict = match &witness {
+            Some((witness_path, witness)) if mode == Mode::Open => {
+                match witness::decide(witness, &store_found) {
+                    Verdict::Refuse(refusal) => {
+                        return Err(Error::Witness {
+                            directory: store.directory.clone(),
+                            witness_path: witness_path.clone(),
+                            refusal,
+                        })
+                    }
+                    verdict => Some(verdict),
+                }
+            }
+            _ => None,
+        };
         let migrated_from = store.settle(&found)?;
-        let found = if migrated_from.is_some() || found.format.is_none() {
-            store.examine()?
-        } else {
-            found
-        };
+        let found =
+            if migrated_from.is_some() || found.format.is_none() || found.meta_damage.is_some() {
+                store.examine(Mode::Open)?
+            } else {
+                found
+            };
         let Some(store_id) = found.store_id else {
             unreachable!("a settled store is in format 3, which has an id")
         };
@@ -178,7 +292,38 @@ impl OffsetStore {
                  deleted"
             );
         }
+        let durable = store.commit_seq();
+        if let Some((path, witnessed)) = &witness {
+            let sealed = match (&verdict, witnessed) {
+                (Some(Verdict::Agree), WitnessFound::Valid(witnessed)) => witnessed.commit_seq,
+                _ => {
+                    // No witness yet, or a repair: this store, as it is now, is the one.
+                    let witness = Witness {
+                        store_id,
+                        commit_seq: durable,
+                    };
+                    write_witness(path, &witness)?;
+                    tracing::info!(
+                        directory = %store.directory.display(),
+                        witness = %path.display(),
+                        store_id,
+                        commit_seq = durable,
+                        "wrote the offsets witness"
+                    );
+                    durable
+                }
+            };
+            store.sealer = Some(Sealer {
+                path: path.clone(),
+                sealed: Mutex::new(sealed),
+            });
+            // The store may hold more than the witness says (commits after the last seal).
+            let _written = store.seal()?;
+        }
         store.open_report = OpenReport {
+            found: store_found,
+            witness: witness.map(|(_path, witness)| witness),
+            verdict,
             store_id,
             commit_seq: found.commit_seq,
             migrated_from: migrated_from.map(Format::number),
@@ -189,7 +334,7 @@ impl OffsetStore {
 
     /// Reads what opening decides on: the marker (see `marker`), and for a format 3 store its
     /// id, floor and every value. Writes nothing.
-    fn examine(&self) -> Result<Found> {
+    fn examine(&self, mode: Mode) -> Result<Found> {
         let sled_marker = self
             .meta
             .get(marker::MARKER_KEY)
@@ -225,17 +370,35 @@ impl OffsetStore {
             store_id: None,
             commit_seq: 0,
             corrupt: Vec::new(),
+            meta_damage: None,
         };
         if format == Some(Format::V3) {
             let store_id = self.meta_number(meta::STORE_ID_KEY)?;
-            if store_id == 0 {
-                return Err(Error::Damaged {
-                    directory: self.directory.clone(),
-                    problem: "the store id in the meta tree is 0",
-                });
+            let floor = self.meta_number(meta::SEQ_FLOOR_KEY)?;
+            let store_id = store_id.and_then(|id| {
+                if id == 0 {
+                    Err("the store id in the meta tree is 0")
+                } else {
+                    Ok(id)
+                }
+            });
+            match (store_id, floor) {
+                (Ok(store_id), Ok(floor)) => {
+                    found.store_id = Some(store_id);
+                    found.commit_seq = floor;
+                }
+                (Err(problem), _) | (_, Err(problem)) if mode == Mode::Open => {
+                    return Err(Error::Damaged {
+                        directory: self.directory.clone(),
+                        problem,
+                    });
+                }
+                (store_id, floor) => {
+                    found.store_id = store_id.ok();
+                    found.commit_seq = floor.unwrap_or(0);
+                    found.meta_damage = store_id.err().or(floor.err());
+                }
             }
-            found.store_id = Some(store_id);
-            found.commit_seq = self.meta_number(meta::SEQ_FLOOR_KEY)?;
             for entry in self.tree.iter() {
                 let (key, value) =
                     entry.map_err(|source| self.storage("scan the offsets", source))?;
@@ -252,33 +415,55 @@ impl OffsetStore {
         Ok(found)
     }
 
-    /// A number of the meta tree (see `meta`): missing or corrupt is damage.
-    fn meta_number(&self, key: &'static [u8]) -> Result<u64> {
+    /// A number of the meta tree (see `meta`), or what is wrong with it (missing or corrupt).
+    fn meta_number(&self, key: &'static [u8]) -> Result<std::result::Result<u64, &'static str>> {
         let stored = self
             .meta
             .get(key)
             .map_err(|source| self.storage("read the meta tree", source))?;
         let id = key == meta::STORE_ID_KEY;
-        let problem = match stored
-            .as_deref()
-            .map(|bytes| meta::decode_number(key, bytes))
-        {
-            Some(Ok(number)) => return Ok(number),
-            None if id => "the store id is missing from the meta tree",
-            None => "the commit sequence floor is missing from the meta tree",
-            Some(Err(_)) if id => "the store id in the meta tree is corrupt",
-            Some(Err(_)) => "the commit sequence floor in the meta tree is corrupt",
-        };
-        Err(Error::Damaged {
-            directory: self.directory.clone(),
-            problem,
-        })
+        Ok(
+            match stored
+                .as_deref()
+                .map(|bytes| meta::decode_number(key, bytes))
+            {
+                Some(Ok(number)) => Ok(number),
+                None if id => Err("the store id is missing from the meta tree"),
+                None => Err("the commit sequence floor is missing from the meta tree"),
+                Some(Err(_)) if id => Err("the store id in the meta tree is corrupt"),
+                Some(Err(_)) => Err("the commit sequence floor in the meta tree is corrupt"),
+            },
+        )
     }
 
     /// Writes what the examination calls for: a new store's marker, id and floor, or the
     /// migration of an older format; then, for a store whose creation is not complete, the
     /// marker file. Returns the format migrated from, if any.
     fn settle(&self, found: &Found) -> Result<Option<Format>> {
+        if let Some(problem) = found.meta_damage {
+            // Only a repair gets here: it accepts the store as it is. A new id (the old one is
+            // unknown) and the floor at the highest sequence the values hold.
+            let store_id = found.store_id.unwrap_or_else(new_store_id);
+            let mut batch = sled::Batch::default();
+            batch.insert(
+                meta::STORE_ID_KEY,
+                &meta::encode_number(meta::STORE_ID_KEY, store_id)[..],
+            );
+            batch.insert(
+                meta::SEQ_FLOOR_KEY,
+                &meta::encode_number(meta::SEQ_FLOOR_KEY, found.commit_seq)[..],
+            );
+            self.meta
+                .apply_batch(batch)
+                .map_err(|source| self.poison("repair the meta tree", source))?;
+            tracing::warn!(
+                directory = %self.directory.display(),
+                problem,
+                store_id,
+                floor = found.commit_seq,
+                "repaired the offsets store's meta tree"
+            );
+        }
         let migrated_from = match found.format {
             Some(Format::V3) => None,
             Some(old) => {
