@@ -200,6 +200,10 @@ pub struct ClampReport {
     pub clamped: Vec<Clamped>,
     /// Those whose log end the caller did not know (e.g. a deleted topic); left as they were.
     pub without_log_end: Vec<GroupPartition>,
+    /// Stored entries that fail their checks, by readable key: left as they are (their
+    /// offsets cannot be read, so they cannot point past anything; see
+    /// [`OpenReport::corrupt`]).
+    pub corrupt: Vec<String>,
 }
 
 /// A tree of the caller's, in the same sled database as the offsets, for
@@ -731,13 +735,15 @@ impl OffsetStore {
     /// the durable log, or a group would skip the events written there after a crash.
     /// `log_end(topic, partition)` returns the log end, or `None` for a partition the caller
     /// does not know (left as it is, and listed in the report). A clamped offset keeps its
-    /// metadata and gets the current time.
+    /// metadata and gets the current time. An entry that fails its checks is skipped and
+    /// listed (reads of it fail; a reset or a group deletion overwrites it), so that one
+    /// corrupt value does not stop the store from opening.
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] naming the first key or value that does not decode (nothing is
-    /// clamped then); [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if sled, the
-    /// write or the sync failed.
+    /// [`Error::Corrupt`] if a block changed to a corrupt value between the scan and its write;
+    /// [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`] if sled, the write or the sync
+    /// failed.
     pub fn clamp_to_log_ends(
         &self,
         mut log_end: impl FnMut(&str, u32) -> Option<u64>,
@@ -747,14 +753,18 @@ impl OffsetStore {
         let mut report = ClampReport::default();
         {
             let writer = self.lock_writer();
-            // Found in one scan (so a corrupt value anywhere clamps nothing), then written
-            // block by block as compare-and-swaps that clamp what is stored then.
+            // Found in one scan, then written block by block as compare-and-swaps that clamp
+            // what is stored then.
             let mut to_clamp: Vec<(sled::IVec, Vec<(u8, u64)>)> = Vec::new();
             for entry in self.tree.iter() {
                 let (key, value) =
                     entry.map_err(|source| self.storage("scan the offsets", source))?;
-                let decoded = self.decode_key(&key)?;
-                let block = self.decode_value(&key, &value)?;
+                let (Ok(decoded), Ok(block)) =
+                    (self.decode_key(&key), self.decode_value(&key, &value))
+                else {
+                    report.corrupt.push(keys::readable(&key));
+                    continue;
+                };
                 let mut changed = Vec::new();
                 for (slot, committed) in block.iter() {
                     report.examined += 1;
