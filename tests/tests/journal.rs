@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use weir_log::sim::{CrashMode, SimStorage};
 use weir_log::Storage;
@@ -35,9 +34,15 @@ impl Fixture {
     }
 
     fn builder(&self) -> StoreBuilder {
-        Store::builder(self.root())
-            .storage(Arc::new(self.sim.clone()))
-            .maintenance_interval(Duration::from_secs(3600))
+        Store::builder(self.root()).config(self.builder_config())
+    }
+
+    /// The configuration [`Fixture::builder`] opens with.
+    fn builder_config(&self) -> weir_store::StoreConfig {
+        let mut config = weir_store::StoreConfig::default();
+        config.storage = Arc::new(self.sim.clone());
+        config.maintenance_interval_ms = 3_600_000;
+        config
     }
 
     /// Opens the store from `builder` and creates `topic` with `partitions`.
@@ -324,7 +329,7 @@ fn topic_id(fixture: &Fixture, topic: &str) -> u64 {
 }
 
 #[test]
-fn a_journaled_frame_after_missing_events_is_corruption_unless_repair_skips_it() {
+fn a_journaled_frame_after_missing_events_is_damage_that_repair_marks_lost() {
     use weir_store::journal_format::{encode_header, BlockBuilder};
     let fixture = Fixture::new();
     fixture.start(fixture.builder(), "t", 1).close().unwrap();
@@ -342,15 +347,48 @@ fn a_journaled_frame_after_missing_events_is_corruption_unless_repair_skips_it()
         .unwrap();
     written.write_all_at(&file, 0).unwrap();
     written.sync_data().unwrap();
-    let message = fixture.open_fails_as_corrupt();
+    // The store opens; the partition is damaged (read-only, nothing changed), the journal kept.
+    let store = fixture.builder().open().unwrap();
+    let damaged = store.damaged_partitions();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
     assert!(
-        message.contains("offset 3") && message.contains("ends at 0"),
-        "{message}"
+        damaged[0].damage.contains("offset 3") || damaged[0].damage.contains("up to 4"),
+        "{damaged:?}"
     );
-    let repaired = fixture.builder().journal_skip_gaps(true).open().unwrap();
-    assert_eq!(
-        repaired.recovery_report().journal.gaps_skipped,
-        [("t".to_string(), 0, 3, 1)]
+    assert!(store
+        .append(
+            "t",
+            &[weir_store::Record::new("y")],
+            weir_store::Partitioning::Partition(0)
+        )
+        .is_err());
+    store.close().unwrap();
+    drop(store);
+    assert!(
+        fixture.sim.read_file(&path).is_some(),
+        "the journal is kept for repair"
     );
-    assert_eq!(values(&repaired, "t", 0).len(), 0);
+    // Repair marks offsets 0..3 lost and writes the journaled event back at 3.
+    let config = fixture.builder_config();
+    let inspection = weir_store::recovery::inspect_with(&fixture.root(), &config).unwrap();
+    let plans = inspection.repair_plan();
+    assert_eq!(plans.len(), 1, "{plans:#?}");
+    assert_eq!(plans[0].2.lost, vec![0..3]);
+    weir_store::recovery::repair(&fixture.root(), &inspection, 5_000, &config).unwrap();
+    let repaired = fixture.builder().open().unwrap();
+    assert!(repaired.damaged_partitions().is_empty());
+    let log = repaired.partition_log("t", 0).unwrap();
+    assert_eq!(log.read(0, 10, usize::MAX).unwrap().lost(), Some(0..3));
+    assert_eq!(log.read(3, 10, usize::MAX).unwrap().len(), 1);
+    assert!(matches!(
+        repaired
+            .replay("t", 0, weir_store::ReplayFrom::Earliest, Default::default())
+            .unwrap()
+            .next(),
+        Some(Err(weir_store::Error::EventsLost {
+            first_offset: 0,
+            end_offset: 3,
+            ..
+        }))
+    ));
 }

@@ -310,10 +310,34 @@ impl PartitionReader {
                         }
                         Err(error) => return Err(error),
                     };
+                    if count == 0 {
+                        if let Some(lost) = state.ahead.as_ref().and_then(ReadBatch::lost) {
+                            // Lost to damage (a marker `weir repair` wrote stands for them):
+                            // nobody can have them. Say so loudly and step over them.
+                            state.ahead = None;
+                            let skipped = state.skip_lost(lost.start, lost.end);
+                            tracing::warn!(
+                                group = %self.group,
+                                topic = %self.topic,
+                                partition = self.partition,
+                                first_offset = lost.start,
+                                end_offset = lost.end,
+                                skipped,
+                                "events were lost to damage (`weir repair` marked them); the group steps over them"
+                            );
+                            continue;
+                        }
+                    }
+                    let before_lost = state.ahead.as_ref().is_some_and(|ahead| {
+                        ahead.len() == count
+                            && matches!(ahead.end(), ReadEnd::Lost { .. } | ReadEnd::Damaged)
+                    });
                     let close_reason = if count == batch_size {
                         CloseReason::Full
                     } else if byte_limited {
                         CloseReason::ByteLimit
+                    } else if before_lost && count > 0 {
+                        CloseReason::BeforeLost
                     } else if count == 0 {
                         // A poisoned log never gets new events: say so instead of waiting.
                         if let Some(cause) = self.log.poisoned() {
@@ -574,11 +598,15 @@ impl PartitionReader {
             fetcher.ahead = None;
         }
         let covered = fetcher.ahead.as_ref().map_or(0, ReadBatch::len);
-        let cut_by_bytes = fetcher
-            .ahead
-            .as_ref()
-            .is_some_and(|ahead| ahead.end() == ReadEnd::ByteLimit);
-        if covered < batch_size && !(covered > 0 && cut_by_bytes) {
+        // A read cut short by its byte limit, or by lost or damaged events after it, gives the
+        // same answer again: no need to read it again.
+        let cut_short = fetcher.ahead.as_ref().is_some_and(|ahead| {
+            matches!(
+                ahead.end(),
+                ReadEnd::ByteLimit | ReadEnd::Lost { .. } | ReadEnd::Damaged
+            )
+        });
+        if covered < batch_size && !(covered > 0 && cut_short) {
             // Read ahead only for small batches: a large batch reads whole frames anyway, and
             // reading past it would split the next frame between two reads.
             let want = if batch_size >= READ_AHEAD_EVENTS / 4 {

@@ -36,6 +36,9 @@ pub enum CloseReason {
     ByteLimit,
     /// Fewer events were at the tail of the log and `max_wait_ms` ran out.
     TailWait,
+    /// The events after it were lost (damaged, and replaced by `weir repair` with a marker that
+    /// the group steps over) or are damaged (the next fetch fails with the damage).
+    BeforeLost,
 }
 
 /// The limits the state machine enforces.
@@ -160,6 +163,8 @@ pub struct StateStats {
     pub dead_letters: u64,
     /// Events removed by retention before they were delivered (skipped, never seen).
     pub skipped_events: u64,
+    /// Events lost to damage (`weir repair` replaced them with a marker), stepped over.
+    pub lost_events: u64,
 }
 
 /// Acknowledged batches allowed behind the barrier per unit of `max_in_flight`.
@@ -354,6 +359,23 @@ impl PartitionState {
     /// # Panics
     /// If `from` is not the next offset to fetch or `to` is not past it.
     pub fn skip_removed(&mut self, from: u64, to: u64) -> u64 {
+        let skipped = self.skip(from, to);
+        self.stats.skipped_events += skipped;
+        skipped
+    }
+
+    /// The never-delivered events `from..to` were lost to damage (a marker `weir repair` wrote
+    /// stands for them): as [`PartitionState::skip_removed`], counted as lost.
+    ///
+    /// # Panics
+    /// If `from` is not the next offset to fetch or `to` is not past it.
+    pub fn skip_lost(&mut self, from: u64, to: u64) -> u64 {
+        let skipped = self.skip(from, to);
+        self.stats.lost_events += skipped;
+        skipped
+    }
+
+    fn skip(&mut self, from: u64, to: u64) -> u64 {
         assert_eq!(
             from, self.next_fetch,
             "a skip starts at the next offset to fetch"
@@ -375,7 +397,6 @@ impl PartitionState {
         }
         self.next_fetch = to;
         self.tail_wait_started_ms = None;
-        self.stats.skipped_events += to - from;
         self.check_invariants();
         to - from
     }

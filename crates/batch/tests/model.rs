@@ -391,6 +391,9 @@ fn check_delivery(
                     )
                 }
                 CloseReason::ByteLimit => {}
+                CloseReason::BeforeLost => {
+                    prop_assert!(false, "the model's log holds no lost or damaged events")
+                }
             }
             model.last_new_end = Some(end);
             model.ranges.insert(first, (end, 1));

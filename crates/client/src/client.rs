@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::Mutex;
-use weir_proto::{self as proto, Event, FrameLimits, Request, Response};
+use weir_proto::{self as proto, ErrorCode, Event, FrameLimits, Request, Response};
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -592,7 +592,9 @@ impl Replay {
     /// The next event; `None` at the end (when not following).
     ///
     /// # Errors
-    /// As [`Client::read`].
+    /// As [`Client::read`]. Events lost to damage (`weir repair` marked them) come as one
+    /// `events_lost` error whose `offsets` hold the lost range; the next call goes on after
+    /// them.
     pub async fn next(&mut self) -> Result<Option<Event>> {
         loop {
             if let Some(event) = self.buffered.pop_front() {
@@ -603,10 +605,26 @@ impl Replay {
             } else {
                 Duration::ZERO
             };
-            let read = self
+            let read = match self
                 .client
                 .read(&self.topic, self.partition, self.from, 1000, 4 << 20, wait)
-                .await?;
+                .await
+            {
+                Ok(read) => read,
+                Err(Error::Server {
+                    code: ErrorCode::EventsLost,
+                    message,
+                    offsets: Some(lost),
+                }) => {
+                    self.from = proto::ReadFrom::Offset(lost.end_offset);
+                    return Err(Error::Server {
+                        code: ErrorCode::EventsLost,
+                        message,
+                        offsets: Some(lost),
+                    });
+                }
+                Err(error) => return Err(error),
+            };
             self.from = proto::ReadFrom::Offset(read.next_offset);
             if read.events.is_empty() && !self.follow {
                 return Ok(None);

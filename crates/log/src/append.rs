@@ -57,7 +57,7 @@ impl Log {
         events: &[AppendEvent<'_>],
         expected_offset: Option<u64>,
     ) -> Result<PendingAppend<'_>> {
-        self.write_frame(events, expected_offset, None, true)
+        self.write_frame(FrameToWrite::Events(events), expected_offset, None, true)
     }
 
     /// [`Log::append_start`] for a caller that keeps its own journal (weir-store's): after the
@@ -81,19 +81,27 @@ impl Log {
         expected_offset: Option<u64>,
         journal: &mut dyn FnMut(&[u8], JournalPoint),
     ) -> Result<PendingAppend<'_>> {
-        self.write_frame(events, expected_offset, Some(journal), true)
+        self.write_frame(
+            FrameToWrite::Events(events),
+            expected_offset,
+            Some(journal),
+            true,
+        )
     }
 
     /// Assigns offsets and writes the frame of an append; `limits` says whether the
     /// configured limits apply (not to a frame restored from a journal: it was accepted once).
     fn write_frame(
         &self,
-        events: &[AppendEvent<'_>],
+        frame: FrameToWrite<'_, '_>,
         expected_offset: Option<u64>,
         journal: Option<&mut JournalFn<'_>>,
         limits: bool,
     ) -> Result<PendingAppend<'_>> {
-        let frame_len = self.check_append_within(events, limits)?;
+        let frame_len = match frame {
+            FrameToWrite::Events(events) => self.check_append_within(events, limits)?,
+            FrameToWrite::Lost(_) => FRAME_HEADER_LEN,
+        };
         let inner = &self.inner;
         let (first_offset, end, rolled, journaled) = {
             let mut writer = lock(&inner.writer);
@@ -114,12 +122,45 @@ impl Log {
             let first_offset = writer.end.next_offset;
             let writer = &mut *writer;
             writer.timestamps.clear();
-            writer
-                .timestamps
-                .extend(events.iter().map(|event| event.timestamp_ms.unwrap_or(now)));
             writer.buffer.clear();
-            let len =
-                format::encode_frame(&mut writer.buffer, first_offset, events, &writer.timestamps);
+            let (len, event_count) = match frame {
+                FrameToWrite::Events(events) => {
+                    writer
+                        .timestamps
+                        .extend(events.iter().map(|event| event.timestamp_ms.unwrap_or(now)));
+                    // Every frame records how far the segment files were fsynced when it was
+                    // written: evidence, at recovery, that a damaged frame before it had been
+                    // made durable. (Not in version 1 segments, whose readers want the field
+                    // zero.)
+                    let durable = (writer.active_version >= 2)
+                        .then(|| inner.fsynced_next_offset.load(Ordering::Acquire));
+                    let len = format::encode_frame_noting_durable(
+                        &mut writer.buffer,
+                        first_offset,
+                        durable,
+                        events,
+                        &writer.timestamps,
+                    );
+                    (len, events.len() as u64)
+                }
+                FrameToWrite::Lost(count) => {
+                    if writer.active_version < 2 {
+                        return Err(Error::InvalidEvent {
+                            index: 0,
+                            reason: "a version 1 segment cannot hold a lost-events marker",
+                        });
+                    }
+                    writer.timestamps.push(now);
+                    format::encode_lost_marker(
+                        &mut writer.buffer,
+                        first_offset,
+                        count,
+                        now,
+                        FRAME_HEADER_LEN as u32,
+                    );
+                    (FRAME_HEADER_LEN, u64::from(count))
+                }
+            };
             debug_assert_eq!(len, frame_len);
             debug_assert!(
                 format::check_frame(&writer.buffer).is_ok(),
@@ -137,7 +178,7 @@ impl Log {
                 .index
                 .on_frame(position, first_offset, len as u32, timestamp_max_ms);
             writer.end.position += len as u64;
-            writer.end.next_offset += events.len() as u64;
+            writer.end.next_offset += event_count;
             let new_entry = writer.index.entries.get(entries_before).copied();
             let (end, index_ts) = (writer.end, writer.index.timestamp_max_ms);
             writer.active.update_summary(|summary| {
@@ -253,13 +294,48 @@ impl Log {
             .collect();
         // The limits configured now do not apply: the frame was accepted under the ones of
         // the time, and refusing it would lose acknowledged events.
-        let pending = self.write_frame(&events, Some(header.base_offset), None, false)?;
+        let pending = self.write_frame(
+            FrameToWrite::Events(&events),
+            Some(header.base_offset),
+            None,
+            false,
+        )?;
         if pending.rolled {
             if let Err(error) = self.apply_retention() {
                 tracing::warn!(dir = %self.inner.dir.display(), %error, "retention after a segment roll failed");
             }
         }
         Ok(u64::from(header.event_count))
+    }
+
+    /// Records at the log's end that the events `first_offset..end_offset` are lost: a
+    /// lost-events marker (`docs/format.md`) that readers and consumers report and step over,
+    /// so that offsets stay dense and are never reused. `weir repair` writes them where
+    /// acknowledged events are gone (events a damaged journal block held). Not fsynced: call
+    /// [`Log::sync_segment`] after the last one.
+    ///
+    /// # Errors
+    /// [`Error::UnexpectedOffset`] if the log does not end at `first_offset`;
+    /// [`Error::InvalidEvent`] for an empty range, one of more than `u32::MAX` offsets, or a
+    /// version 1 active segment; as [`Log::append`] otherwise.
+    pub fn append_lost(&self, first_offset: u64, end_offset: u64) -> Result<()> {
+        let count = end_offset
+            .checked_sub(first_offset)
+            .filter(|&count| count > 0)
+            .and_then(|count| u32::try_from(count).ok())
+            .ok_or(Error::InvalidEvent {
+                index: 0,
+                reason: "a lost range must hold 1 to u32::MAX offsets",
+            })?;
+        let pending =
+            self.write_frame(FrameToWrite::Lost(count), Some(first_offset), None, false)?;
+        if pending.rolled {
+            if let Err(error) = self.apply_retention() {
+                tracing::warn!(dir = %self.inner.dir.display(), %error, "retention after a segment roll failed");
+            }
+        }
+        tracing::warn!(dir = %self.inner.dir.display(), first_offset, end_offset, "recorded lost events");
+        Ok(())
     }
 
     /// The offset after the last written event (durable or not).
@@ -302,6 +378,11 @@ impl Log {
         self.check_append(events)?;
         if let Some(cause) = self.inner.poison.get() {
             return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if let Some(cause) = self.inner.damage.get() {
+            return Err(Error::Damaged {
                 cause: cause.clone(),
             });
         }
@@ -356,6 +437,11 @@ impl Log {
     pub(crate) fn check_writable(&self, writer: &Writer) -> Result<()> {
         if let Some(cause) = self.inner.poison.get() {
             return Err(Error::Poisoned {
+                cause: cause.clone(),
+            });
+        }
+        if let Some(cause) = self.inner.damage.get() {
+            return Err(Error::Damaged {
                 cause: cause.clone(),
             });
         }
@@ -535,6 +621,15 @@ impl Log {
     }
 }
 
+/// What [`Log::write_frame`] writes.
+#[derive(Clone, Copy)]
+enum FrameToWrite<'e, 'a> {
+    /// An append's events.
+    Events(&'e [AppendEvent<'a>]),
+    /// A lost-events marker for this many offsets.
+    Lost(u32),
+}
+
 /// What [`Log::append_start_with`] hands each frame to: its bytes and where it sits.
 pub(crate) type JournalFn<'a> = dyn FnMut(&[u8], JournalPoint) + 'a;
 
@@ -628,6 +723,7 @@ pub(crate) fn create_segment_file(
         .open(path, OpenMode::CreateNew)
         .map_err(|e| Error::write("create segment", path, e))?;
     let header = SegmentHeader {
+        version: format::SEGMENT_FORMAT_VERSION,
         base_offset,
         created_ms: now_ms,
     }

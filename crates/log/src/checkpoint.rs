@@ -10,6 +10,27 @@ use crate::log::{EndPoint, Log, CHECKPOINT_FILE};
 use crate::segment::lock;
 
 impl Log {
+    /// Records in the recovery checkpoint how far the segment files are fsynced, if that moved
+    /// since it was last written. Group commits refresh it only every
+    /// [`crate::LogConfig::checkpoint_interval_bytes`]; weir-store calls this from its
+    /// maintenance thread every second, so that a frame damaged after it was acknowledged is
+    /// known for acknowledged (damage, not a torn tail) even when nothing was appended after
+    /// it. A read-only (damaged) or closed log writes nothing.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Poisoned`] if the checkpoint cannot be written (not for a
+    /// full device: the old checkpoint only lags).
+    pub fn refresh_checkpoint(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.read_only || inner.poison.get().is_some() || lock(&inner.visible).closed {
+            return Ok(());
+        }
+        let fsynced = lock(&inner.sync).fsynced;
+        let refreshed =
+            self.update_checkpoint(|checkpoint| advance_checkpoint(checkpoint, fsynced));
+        self.checkpoint_lags_if_full(refreshed)
+    }
+
     /// A checkpoint refresh that failed only because the device is full is not an error for
     /// the caller: the old checkpoint stays on disk and is still true (recovery scans a little
     /// more), and the next refresh tries again.

@@ -125,6 +125,9 @@ impl Log {
             let mut sync = lock(&self.inner.sync);
             if end.is_after(&sync.fsynced) {
                 sync.fsynced = end;
+                self.inner
+                    .fsynced_next_offset
+                    .store(end.next_offset, Ordering::Release);
             }
         }
         self.mark_durable(end);

@@ -63,6 +63,16 @@ pub enum Error {
         cause: Arc<Error>,
     },
 
+    /// Acknowledged data of this log is damaged (found at open, or by a read): the log serves
+    /// reads below the damage and takes no writes until `weir repair` mends it (see
+    /// `docs/operations.md`). Nothing was written.
+    #[error("the log's acknowledged data is damaged, so it takes no writes until `weir repair` mends it: {cause}")]
+    Damaged {
+        /// The damage (an [`Error::Corrupt`] naming the file and byte position).
+        #[source]
+        cause: Arc<Error>,
+    },
+
     /// Another process (or another handle in this one) has the log's directory open.
     #[error("{} is locked by another process or handle", path.display())]
     Locked {
@@ -188,7 +198,7 @@ impl Error {
 
     /// True for errors that mean bytes on disk are damaged.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. })
+        matches!(self, Error::Corrupt { .. } | Error::Damaged { .. })
     }
 }
 

@@ -20,8 +20,14 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"WEIRSEG\0";
 pub const INDEX_MAGIC: [u8; 8] = *b"WEIRIDX\0";
 /// Recovery checkpoint file magic.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"WEIRCKP\0";
-/// The format version written by this code, in segment, index and checkpoint headers.
+/// The format version of index and checkpoint files written by this code.
 pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version written by this code. Version 2 gave frames their attributes
+/// (kind and durable lag, see [`FrameHeader`]) and lost-events markers; version 1 segments are
+/// still read (their frames' attributes are all zero: events, durable end not recorded).
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// The segment format versions this code reads.
+pub const SEGMENT_FORMAT_VERSIONS: std::ops::RangeInclusive<u32> = 1..=2;
 
 // ---- Segment header -------------------------------------------------------------------------
 
@@ -39,6 +45,8 @@ const _: () = assert!(SEGMENT_HEADER_LEN == 40);
 /// The fields of a segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// The segment format version ([`SEGMENT_FORMAT_VERSION`] for a new segment).
+    pub version: u32,
     /// Offset of the first event this segment holds (also its file name).
     pub base_offset: u64,
     /// When the segment was created, ms since the Unix epoch (used for rolling by age).
@@ -50,7 +58,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut out = [0u8; SEGMENT_HEADER_LEN];
         out[SEG_MAGIC_AT..SEG_VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
-        put_u32(&mut out, SEG_VERSION_AT, FORMAT_VERSION);
+        put_u32(&mut out, SEG_VERSION_AT, self.version);
         put_u32(&mut out, SEG_FLAGS_AT, 0);
         put_u64(&mut out, SEG_BASE_OFFSET_AT, self.base_offset);
         put_u64(&mut out, SEG_CREATED_AT, self.created_ms);
@@ -76,13 +84,14 @@ impl SegmentHeader {
         }
         check_crc(bytes, SEG_CRC_AT)?;
         let version = get_u32(bytes, SEG_VERSION_AT);
-        if version != FORMAT_VERSION {
+        if !SEGMENT_FORMAT_VERSIONS.contains(&version) {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         if get_u32(bytes, SEG_FLAGS_AT) != 0 || get_u32(bytes, SEG_RESERVED_AT) != 0 {
             return Err(DecodeError::Invalid("reserved header bits are set"));
         }
         Ok(SegmentHeader {
+            version,
             base_offset: get_u64(bytes, SEG_BASE_OFFSET_AT),
             created_ms: get_u64(bytes, SEG_CREATED_AT),
         })
@@ -96,9 +105,9 @@ const FRAME_LEN_AT: usize = FRAME_CRC_AT + 4;
 const FRAME_BASE_OFFSET_AT: usize = FRAME_LEN_AT + 4;
 const FRAME_TIMESTAMP_MAX_AT: usize = FRAME_BASE_OFFSET_AT + 8;
 const FRAME_EVENT_COUNT_AT: usize = FRAME_TIMESTAMP_MAX_AT + 8;
-const FRAME_RESERVED_AT: usize = FRAME_EVENT_COUNT_AT + 4;
+const FRAME_ATTRIBUTES_AT: usize = FRAME_EVENT_COUNT_AT + 4;
 /// Bytes in a frame header; the first event starts here.
-pub const FRAME_HEADER_LEN: usize = FRAME_RESERVED_AT + 4;
+pub const FRAME_HEADER_LEN: usize = FRAME_ATTRIBUTES_AT + 4;
 const _: () = assert!(FRAME_HEADER_LEN == 32);
 
 const EVENT_TIMESTAMP_AT: usize = 0;
@@ -182,8 +191,42 @@ impl<'a> AppendEvent<'a> {
     }
 }
 
+/// The kind bits (0..4) of a frame's attributes.
+const ATTRIBUTES_KIND_MASK: u32 = 0xF;
+/// Kind 0: the frame holds events.
+const KIND_EVENTS: u32 = 0;
+/// Kind 1: a lost-events marker.
+const KIND_LOST: u32 = 1;
+/// The durable-lag bits (4..32) of a frame's attributes hold `lag + 1` (0: not recorded).
+const ATTRIBUTES_LAG_SHIFT: u32 = 4;
+/// The largest durable lag a frame can record; a larger one is recorded as "not recorded".
+pub const DURABLE_LAG_MAX: u64 = (1 << (32 - ATTRIBUTES_LAG_SHIFT)) - 2;
+
+/// What a frame holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// `event_count` events, back to back after the header.
+    Events,
+    /// A lost-events marker: the events `base_offset..base_offset + event_count` were lost
+    /// (damaged, and replaced by `weir repair`); the frame holds no event bytes, only zeros
+    /// after its header (its length is that of the damaged bytes it replaced, at least 32). A
+    /// marker of no events fills damaged bytes that held none.
+    Lost,
+}
+
+/// The attributes field of a frame: its kind, and the durable lag (`base_offset` minus the
+/// offset up to which the segment files were fsynced when the frame was written, if known).
+fn encode_attributes(kind: u32, base_offset: u64, durable_offset: Option<u64>) -> u32 {
+    let lag = durable_offset
+        .and_then(|durable| base_offset.checked_sub(durable))
+        .filter(|&lag| lag <= DURABLE_LAG_MAX)
+        .map_or(0, |lag| (lag + 1) as u32);
+    kind | (lag << ATTRIBUTES_LAG_SHIFT)
+}
+
 /// Encodes one frame holding `events` with offsets from `base_offset`, appending it to `out`.
 /// `timestamps_ms[i]` is the timestamp stamped on `events[i]`. Returns the frame's length.
+/// The frame records no durable end (see [`encode_frame_noting_durable`]).
 ///
 /// # Panics
 /// If the caller broke the contract checked by `Log::append` before encoding: no events, more
@@ -192,6 +235,22 @@ impl<'a> AppendEvent<'a> {
 pub fn encode_frame(
     out: &mut Vec<u8>,
     base_offset: u64,
+    events: &[AppendEvent<'_>],
+    timestamps_ms: &[u64],
+) -> usize {
+    encode_frame_noting_durable(out, base_offset, None, events, timestamps_ms)
+}
+
+/// [`encode_frame`], recording in the frame that the segment files were fsynced up to
+/// `durable_offset` (at most `base_offset`) when it was written: evidence, for recovery, that
+/// a damaged frame before it had been made durable (`docs/durability.md`, "Recovery").
+///
+/// # Panics
+/// As [`encode_frame`].
+pub fn encode_frame_noting_durable(
+    out: &mut Vec<u8>,
+    base_offset: u64,
+    durable_offset: Option<u64>,
     events: &[AppendEvent<'_>],
     timestamps_ms: &[u64],
 ) -> usize {
@@ -234,10 +293,42 @@ pub fn encode_frame(
     put_u64(frame, FRAME_BASE_OFFSET_AT, base_offset);
     put_u64(frame, FRAME_TIMESTAMP_MAX_AT, timestamp_max_ms);
     put_u32(frame, FRAME_EVENT_COUNT_AT, events.len() as u32);
-    put_u32(frame, FRAME_RESERVED_AT, 0);
+    put_u32(
+        frame,
+        FRAME_ATTRIBUTES_AT,
+        encode_attributes(KIND_EVENTS, base_offset, durable_offset),
+    );
     let crc = crc32fast::hash(&frame[FRAME_LEN_AT..]);
     put_u32(frame, FRAME_CRC_AT, crc);
     len
+}
+
+/// Encodes a lost-events marker for the events `first_offset..first_offset + count`, `len`
+/// bytes long (the header, then zeros: a marker written in place of damaged bytes fills them
+/// exactly), appending it to `out`. `timestamp_ms` is when the events were declared lost.
+///
+/// # Panics
+/// If `len` is under [`FRAME_HEADER_LEN`] or over [`FRAME_LEN_MAX`], or the offsets overflow:
+/// the caller (repair) sizes markers first.
+pub fn encode_lost_marker(
+    out: &mut Vec<u8>,
+    first_offset: u64,
+    count: u32,
+    timestamp_ms: u64,
+    len: u32,
+) {
+    assert!((FRAME_HEADER_LEN as u32..=FRAME_LEN_MAX).contains(&len));
+    assert!(first_offset.checked_add(u64::from(count)).is_some());
+    let start = out.len();
+    out.resize(start + len as usize, 0);
+    let frame = &mut out[start..];
+    put_u32(frame, FRAME_LEN_AT, len);
+    put_u64(frame, FRAME_BASE_OFFSET_AT, first_offset);
+    put_u64(frame, FRAME_TIMESTAMP_MAX_AT, timestamp_ms);
+    put_u32(frame, FRAME_EVENT_COUNT_AT, count);
+    put_u32(frame, FRAME_ATTRIBUTES_AT, KIND_LOST);
+    let crc = crc32fast::hash(&frame[FRAME_LEN_AT..]);
+    put_u32(frame, FRAME_CRC_AT, crc);
 }
 
 /// What a frame header says, before its body is checked.
@@ -247,16 +338,27 @@ pub struct FrameHeader {
     pub frame_len: u32,
     /// Offset of the frame's first event.
     pub base_offset: u64,
-    /// Largest timestamp among the frame's events.
+    /// Largest timestamp among the frame's events (for a marker: when the events were
+    /// declared lost).
     pub timestamp_max_ms: u64,
-    /// Number of events in the frame (≥ 1).
+    /// Number of events in the frame (≥ 1), or of lost events for a marker.
     pub event_count: u32,
+    /// What the frame holds.
+    pub kind: FrameKind,
+    /// When the frame was written, the segment files were fsynced up to this offset (`None`:
+    /// not recorded: version 1 segments, markers, or a lag over [`DURABLE_LAG_MAX`]).
+    pub durable_offset: Option<u64>,
 }
 
 impl FrameHeader {
     /// The offset after the frame's last event.
     pub fn end_offset(&self) -> u64 {
         self.base_offset + u64::from(self.event_count)
+    }
+
+    /// True for a lost-events marker.
+    pub fn is_lost(&self) -> bool {
+        self.kind == FrameKind::Lost
     }
 }
 
@@ -273,7 +375,7 @@ pub fn peek_frame_len(bytes: &[u8]) -> Result<Option<u32>, DecodeError> {
     if frame_len == 0 {
         return Err(DecodeError::Invalid("zero frame length"));
     }
-    if (frame_len as usize) < FRAME_HEADER_LEN + EVENT_FIXED_LEN || frame_len > FRAME_LEN_MAX {
+    if (frame_len as usize) < FRAME_HEADER_LEN || frame_len > FRAME_LEN_MAX {
         return Err(DecodeError::Invalid("frame length out of bounds"));
     }
     Ok(Some(frame_len))
@@ -303,24 +405,51 @@ pub fn check_frame(bytes: &[u8]) -> Result<FrameHeader, DecodeError> {
             available: bytes.len() as u64,
         })?;
     check_crc_at_start(frame)?;
+    let attributes = get_u32(frame, FRAME_ATTRIBUTES_AT);
+    let base_offset = get_u64(frame, FRAME_BASE_OFFSET_AT);
+    let kind = match attributes & ATTRIBUTES_KIND_MASK {
+        KIND_EVENTS => FrameKind::Events,
+        KIND_LOST => FrameKind::Lost,
+        _ => return Err(DecodeError::Invalid("unknown frame kind")),
+    };
+    let lag = attributes >> ATTRIBUTES_LAG_SHIFT;
     let header = FrameHeader {
         frame_len,
-        base_offset: get_u64(frame, FRAME_BASE_OFFSET_AT),
+        base_offset,
         timestamp_max_ms: get_u64(frame, FRAME_TIMESTAMP_MAX_AT),
         event_count: get_u32(frame, FRAME_EVENT_COUNT_AT),
+        kind,
+        durable_offset: match lag {
+            0 => None,
+            lag => Some(
+                base_offset
+                    .checked_sub(u64::from(lag) - 1)
+                    .ok_or(DecodeError::Invalid("durable lag before offset 0"))?,
+            ),
+        },
     };
-    if get_u32(frame, FRAME_RESERVED_AT) != 0 {
-        return Err(DecodeError::Invalid("reserved frame bits are set"));
-    }
-    if header.event_count == 0 || header.event_count > FRAME_EVENTS_MAX {
-        return Err(DecodeError::Invalid("event count out of bounds"));
-    }
     if header
         .base_offset
         .checked_add(u64::from(header.event_count))
         .is_none()
     {
         return Err(DecodeError::Invalid("offsets overflow"));
+    }
+    if kind == FrameKind::Lost {
+        if lag != 0 {
+            return Err(DecodeError::Invalid(
+                "a lost-events marker records a durable lag",
+            ));
+        }
+        if frame[FRAME_HEADER_LEN..].iter().any(|&byte| byte != 0) {
+            return Err(DecodeError::Invalid(
+                "a lost-events marker holds bytes other than zeros",
+            ));
+        }
+        return Ok(header);
+    }
+    if header.event_count == 0 || header.event_count > FRAME_EVENTS_MAX {
+        return Err(DecodeError::Invalid("event count out of bounds"));
     }
     // Walk the events: every length must fit, and together they must fill the frame exactly.
     let mut at = FRAME_HEADER_LEN;
@@ -422,14 +551,19 @@ pub struct FrameEvents<'a> {
 }
 
 impl<'a> FrameEvents<'a> {
-    /// Events of `frame`, which must be exactly one frame that [`check_frame`] accepted.
+    /// Events of `frame`, which must be exactly one frame that [`check_frame`] accepted (a
+    /// lost-events marker has none).
     pub fn new(frame: &'a [u8], header: &FrameHeader) -> Self {
         debug_assert_eq!(frame.len(), header.frame_len as usize);
         FrameEvents {
             frame,
             at: FRAME_HEADER_LEN,
             next_offset: header.base_offset,
-            remaining: header.event_count,
+            remaining: if header.is_lost() {
+                0
+            } else {
+                header.event_count
+            },
         }
     }
 }
@@ -443,7 +577,11 @@ impl<'a> FrameEvents<'a> {
             frame,
             at,
             next_offset: offset,
-            remaining: (header.end_offset() - offset) as u32,
+            remaining: if header.is_lost() {
+                0
+            } else {
+                (header.end_offset() - offset) as u32
+            },
         }
     }
 
@@ -918,6 +1056,7 @@ mod tests {
     #[test]
     fn segment_header_golden_bytes() {
         let header = SegmentHeader {
+            version: SEGMENT_FORMAT_VERSION,
             base_offset: 0x0102,
             created_ms: 1_764_000_000_000,
         };
@@ -926,7 +1065,7 @@ mod tests {
             hex(&bytes[..36]),
             concat!(
                 "5745495253454700", // magic "WEIRSEG\0"
-                "01000000",         // format version 1
+                "02000000",         // format version 2
                 "00000000",         // flags
                 "0201000000000000", // base offset 0x102
                 "00e897b69a010000", // created_ms 1764000000000
@@ -959,14 +1098,15 @@ mod tests {
             },
         ];
         let mut out = Vec::new();
-        let len = encode_frame(&mut out, 9, &events, &[5, 7]);
+        // Written when the segment was fsynced up to offset 6: a durable lag of 3.
+        let len = encode_frame_noting_durable(&mut out, 9, Some(6), &events, &[5, 7]);
         assert_eq!(len, out.len());
         let expected_body = concat!(
             "4f000000",         // frame length 79
             "0900000000000000", // base offset 9
             "0700000000000000", // timestamp max 7
             "02000000",         // event count 2
-            "00000000",         // reserved
+            "40000000",         // attributes: kind 0 (events), lag 3 stored as 4 << 4
             // event 0
             "0500000000000000", // timestamp 5
             "01000000",         // key length 1
@@ -993,7 +1133,9 @@ mod tests {
                 frame_len: 79,
                 base_offset: 9,
                 timestamp_max_ms: 7,
-                event_count: 2
+                event_count: 2,
+                kind: FrameKind::Events,
+                durable_offset: Some(6),
             }
         );
         let decoded: Vec<_> = FrameEvents::new(&out, &header).collect();
@@ -1009,6 +1151,72 @@ mod tests {
         assert_eq!(decoded[1].offset, 10);
         assert_eq!(decoded[1].key, None);
         assert_eq!(decoded[1].value, b"");
+    }
+
+    /// Golden bytes for a lost-events marker: offsets 64..71 lost, written over 48 bytes.
+    #[test]
+    fn lost_marker_golden_bytes() {
+        let mut out = Vec::new();
+        encode_lost_marker(&mut out, 64, 7, 1_764_000_000_000, 48);
+        assert_eq!(
+            hex(&out[4..]),
+            concat!(
+                "30000000",                         // frame length 48
+                "4000000000000000",                 // base offset 64
+                "00e897b69a010000",                 // when declared lost: 1764000000000
+                "07000000",                         // 7 lost events
+                "01000000",                         // attributes: kind 1 (lost), no lag
+                "00000000000000000000000000000000", // zeros to the frame's length
+            )
+        );
+        assert_eq!(&out[..4], &crc32fast::hash(&out[4..]).to_le_bytes());
+        let header = check_frame(&out).expect("a valid marker");
+        assert!(header.is_lost());
+        assert_eq!((header.base_offset, header.end_offset()), (64, 71));
+        assert_eq!(FrameEvents::new(&out, &header).count(), 0);
+        // A marker of exactly a header is valid; one with a byte other than zero is not.
+        let mut short = Vec::new();
+        encode_lost_marker(&mut short, 0, 1, 0, FRAME_HEADER_LEN as u32);
+        assert!(check_frame(&short).is_ok());
+        let mut dirty = out.clone();
+        dirty[40] = 1;
+        let crc = crc32fast::hash(&dirty[4..]);
+        put_u32(&mut dirty, FRAME_CRC_AT, crc);
+        assert!(check_frame(&dirty).is_err());
+    }
+
+    #[test]
+    fn durable_lag_round_trips_and_saturates_to_not_recorded() {
+        let events = [AppendEvent::value(b"v")];
+        for (base, durable, expected) in [
+            (100, Some(100), Some(100)),
+            (100, Some(0), Some(0)),
+            (100, None, None),
+            (DURABLE_LAG_MAX + 5, Some(5), Some(5)),
+            (DURABLE_LAG_MAX + 5, Some(4), None),
+            (100, Some(101), None),
+        ] {
+            let mut frame = Vec::new();
+            encode_frame_noting_durable(&mut frame, base, durable, &events, &[1]);
+            let header = check_frame(&frame).expect("valid");
+            assert_eq!(
+                header.durable_offset, expected,
+                "base {base} durable {durable:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_frame_kinds_are_refused() {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, 0, &[AppendEvent::value(b"v")], &[1]);
+        put_u32(&mut frame, FRAME_ATTRIBUTES_AT, 2);
+        let crc = crc32fast::hash(&frame[4..]);
+        put_u32(&mut frame, FRAME_CRC_AT, crc);
+        assert!(matches!(
+            check_frame(&frame),
+            Err(DecodeError::Invalid("unknown frame kind"))
+        ));
     }
 
     #[test]

@@ -111,9 +111,27 @@ pub fn check_log_frame(bytes: &[u8]) -> Verdict {
         }
     };
     let len = header.frame_len as usize;
-    assert!(len >= FRAME_HEADER_LEN + EVENT_FIXED_LEN && len <= bytes.len());
     assert_eq!(peek_frame_len(bytes), Ok(Some(header.frame_len)));
     let frame = &bytes[..len];
+    if header.is_lost() {
+        // A lost-events marker: no events, and one encoding.
+        assert!(len >= FRAME_HEADER_LEN && len <= bytes.len());
+        assert_eq!(FrameEvents::new(frame, &header).count(), 0);
+        let mut again = Vec::with_capacity(len);
+        crate::format::encode_lost_marker(
+            &mut again,
+            header.base_offset,
+            header.event_count,
+            header.timestamp_max_ms,
+            header.frame_len,
+        );
+        assert!(
+            again == frame,
+            "an accepted marker does not re-encode to its bytes"
+        );
+        return Verdict::Accepted;
+    }
+    assert!(len >= FRAME_HEADER_LEN + EVENT_FIXED_LEN && len <= bytes.len());
     assert!(
         check_frame(&frame[..len - 1]).is_err(),
         "a cut frame passed"
@@ -145,7 +163,13 @@ pub fn check_log_frame(bytes: &[u8]) -> Verdict {
         .collect();
     let timestamps: Vec<u64> = events.iter().map(|e| e.timestamp_ms).collect();
     let mut again = Vec::with_capacity(len);
-    encode_frame(&mut again, header.base_offset, &appends, &timestamps);
+    crate::format::encode_frame_noting_durable(
+        &mut again,
+        header.base_offset,
+        header.durable_offset,
+        &appends,
+        &timestamps,
+    );
     assert!(
         again == frame,
         "an accepted frame does not re-encode to its bytes"
@@ -283,6 +307,7 @@ pub fn recovery_prefix(selector: u8) -> (Vec<u8>, u64) {
         return (segment, 0);
     }
     let header = SegmentHeader {
+        version: crate::format::SEGMENT_FORMAT_VERSION,
         base_offset: 0,
         created_ms: 1_000,
     };
@@ -336,6 +361,7 @@ pub fn segment_recovery(data: &[u8]) -> RecoveryVerdict {
     if sealed {
         let base_offset = 3 + u64::from(selector >> 5);
         let header = SegmentHeader {
+            version: crate::format::SEGMENT_FORMAT_VERSION,
             base_offset,
             created_ms: 2_000,
         };

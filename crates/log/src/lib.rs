@@ -40,16 +40,17 @@ mod error;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod inspect;
 mod log;
 mod open;
 mod read;
 mod reader;
-mod recovery;
+pub mod recovery;
+pub mod repair;
 mod retention;
 mod segment;
 pub mod sim;
 pub mod storage;
+pub mod survey;
 
 pub use crate::append::{JournalPoint, PendingAppend};
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -59,8 +60,9 @@ pub use crate::format::{AppendEvent, EventView, Header};
 pub use crate::log::{
     Log, LogStats, SyncObserver, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE, LOCK_FILE,
 };
-pub use crate::open::{RecoveryReport, TornTail};
+pub use crate::open::{OnDamage, OpenOptions, RecoveryReport};
 pub use crate::read::{CheckedFrame, Event, ReadBatch, ReadEnd};
 pub use crate::reader::{VerifyReport, WaitForOffset};
+pub use crate::recovery::{Damage, DamageKind, Decision, Evidence, Health, TornTail};
 pub use crate::retention::RetentionReport;
 pub use crate::storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};

@@ -31,7 +31,7 @@ use crate::commit::SyncState;
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::Checkpoint;
-use crate::open::{Opened, Opener, RecoveryReport};
+use crate::open::{OpenOptions, Opened, Opener, RecoveryReport};
 use crate::recovery::IndexBuilder;
 use crate::segment::{self, lock, read, Segment};
 use crate::storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};
@@ -83,6 +83,9 @@ pub(crate) struct Writer {
     /// value costs speed, never data — sealing and closing cut the file by its real length).
     pub(crate) allocated_end: u64,
     pub(crate) created_ms: u64,
+    /// The active segment's format version: frames written to a version 1 segment record no
+    /// attributes, so that a build that reads only version 1 can still read it.
+    pub(crate) active_version: u32,
     pub(crate) index: IndexBuilder,
     pub(crate) buffer: Vec<u8>,
     pub(crate) timestamps: Vec<u64>,
@@ -116,12 +119,19 @@ pub(crate) struct Inner {
     /// returns without contending for `sync` (64 appenders re-taking one lock after every
     /// fsync cost more than the fsync did).
     pub(crate) durable_next_offset: AtomicU64,
+    /// `sync.fsynced.next_offset`: how far the segment files are fsynced, which every frame
+    /// records when it is written (evidence for recovery, see `docs/durability.md`).
+    pub(crate) fsynced_next_offset: AtomicU64,
     pub(crate) visible: Mutex<Visible>,
     pub(crate) visible_changed: Condvar,
     pub(crate) segments: RwLock<BTreeMap<u64, Arc<Segment>>>,
     pub(crate) checkpoint: Mutex<Checkpoint>,
     pub(crate) maintenance: Mutex<()>,
     pub(crate) poison: OnceLock<Arc<Error>>,
+    /// Acknowledged data is damaged (found at open or by a read): no more writes.
+    pub(crate) damage: OnceLock<Arc<Error>>,
+    /// Opened read-only because of damage: nothing is ever written, not even at close.
+    pub(crate) read_only: bool,
     pub(crate) report: RecoveryReport,
     pub(crate) sync_observer: OnceLock<SyncObserver>,
 }
@@ -168,6 +178,22 @@ impl Log {
         storage: Arc<dyn Storage>,
         clock: Arc<dyn Clock>,
     ) -> Result<Log> {
+        Log::open_with_options(dir, config, storage, clock, &OpenOptions::default())
+    }
+
+    /// Opens the log with what outside witnesses know of it and what to do about damage (see
+    /// [`OpenOptions`]); weir-store opens its partitions so.
+    ///
+    /// # Errors
+    /// As [`Log::open`]; with [`crate::OnDamage::ReadOnly`], damage opens the log read-only instead
+    /// of failing (see [`Log::damage`]).
+    pub fn open_with_options(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+        clock: Arc<dyn Clock>,
+        options: &OpenOptions,
+    ) -> Result<Log> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         storage
@@ -190,6 +216,7 @@ impl Log {
             config: &config,
             storage: &*storage,
             clock: &*clock,
+            options,
         }
         .open()?;
         let Opened {
@@ -197,10 +224,19 @@ impl Log {
             active_file,
             end,
             created_ms,
+            active_version,
             index,
             checkpoint,
             report,
         } = opened;
+        let damage = OnceLock::new();
+        if let Some(first) = report.damage.first() {
+            let _ = damage.set(Arc::new(Error::Corrupt {
+                file: first.file.clone(),
+                position: first.position,
+                reason: first.reason.clone(),
+            }));
+        }
         let active = segments
             .values()
             .next_back()
@@ -212,6 +248,7 @@ impl Log {
             end_offset = end.next_offset,
             clean = report.clean_shutdown,
             torn_tail = report.torn_tail.is_some(),
+            damaged = !report.damage.is_empty(),
             "log opened"
         );
         let now = clock.now_ms();
@@ -223,6 +260,7 @@ impl Log {
                     end,
                     allocated_end: end.position,
                     created_ms,
+                    active_version,
                     index,
                     buffer: Vec::new(),
                     timestamps: Vec::new(),
@@ -239,6 +277,7 @@ impl Log {
                     waiters: Vec::new(),
                 }),
                 durable_next_offset: AtomicU64::new(end.next_offset),
+                fsynced_next_offset: AtomicU64::new(end.next_offset),
                 visible: Mutex::new(Visible {
                     end,
                     start_offset: checkpoint.start_offset,
@@ -250,6 +289,8 @@ impl Log {
                 checkpoint: Mutex::new(checkpoint),
                 maintenance: Mutex::new(()),
                 poison: OnceLock::new(),
+                read_only: !report.damage.is_empty(),
+                damage,
                 report,
                 sync_observer: OnceLock::new(),
                 dir,
@@ -304,6 +345,43 @@ impl Log {
         self.inner.poison.get().cloned()
     }
 
+    /// The damage to acknowledged data this log found (at open, or when a read reached it), if
+    /// any: the log serves reads below it and refuses appends ([`Error::Damaged`]) until `weir
+    /// repair` mends it.
+    pub fn damage(&self) -> Option<Arc<Error>> {
+        self.inner.damage.get().cloned()
+    }
+
+    /// Records damage a read found (the first one found wins) and stops writes.
+    pub(crate) fn note_damage(&self, error: &Error) {
+        if !error.is_corruption() {
+            return;
+        }
+        let shared = Arc::new(Error::Corrupt {
+            file: match error {
+                Error::Corrupt { file, .. } => file.clone(),
+                _ => self.inner.dir.clone(),
+            },
+            position: match error {
+                Error::Corrupt { position, .. } => *position,
+                _ => 0,
+            },
+            reason: match error {
+                Error::Corrupt { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            },
+        });
+        if self.inner.damage.set(shared).is_ok() {
+            tracing::error!(dir = %self.inner.dir.display(), %error, "a read found damage to acknowledged data: this partition takes no more writes until `weir repair` mends it");
+            // Readers waiting for new events learn that none will come.
+            let wakers = std::mem::take(&mut lock(&self.inner.visible).wakers);
+            self.inner.visible_changed.notify_all();
+            for waker in wakers {
+                waker.wake();
+            }
+        }
+    }
+
     /// Sizes of the log. Loads the summaries of sealed segments that were not read yet.
     ///
     /// # Errors
@@ -313,7 +391,18 @@ impl Log {
         let sealed = self.sealed_segments();
         let mut bytes = end.position;
         for (segment, next_base) in &sealed {
-            bytes += self.sealed_info(segment, *next_base)?.end_position;
+            bytes += match self.sealed_info(segment, *next_base) {
+                Ok(info) => info.end_position,
+                Err(error) if error.is_corruption() => {
+                    // A damaged sealed segment still has a size.
+                    self.note_damage(&error);
+                    segment
+                        .file(&*self.inner.storage)?
+                        .len()
+                        .map_err(|e| Error::io("read length of segment", &segment.path, e))?
+                }
+                Err(error) => return Err(error),
+            };
         }
         Ok(LogStats {
             start_offset: start,
@@ -357,6 +446,11 @@ impl Log {
 
     fn close_cleanly(&self, writer: &mut Writer) -> Result<()> {
         let inner = &self.inner;
+        if inner.read_only {
+            // Opened read-only because of damage: nothing was written, nothing is.
+            writer.synced_at_close = true;
+            return Ok(());
+        }
         if let Some(cause) = inner.poison.get() {
             return Err(Error::Poisoned {
                 cause: cause.clone(),

@@ -1,7 +1,8 @@
-//! Recovery at open (`docs/durability.md`, "Recovery"): what [`crate::Log::open`] does to a
-//! directory before the log takes writes — leftovers removed, the checkpoint read, sealed
-//! segments rolled after it checked, the active segment scanned and the recovery decision
-//! applied to its first invalid frame — and the report of what it did.
+//! Recovery at open (`docs/durability.md`, "Recovery"): a [`Depth::Open`] survey of the
+//! directory, [`recovery::decide`] on it, and then — only if the decision found no damage — its
+//! actions: leftovers removed, the clean-shutdown marker removed, a torn tail cut and fsynced,
+//! the checkpoint rewritten. With damage, nothing is written: the log refuses to open, or
+//! opens read-only below the damage ([`OnDamage`]), as its caller asks.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,11 +15,33 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::{self, Checkpoint, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::{EndPoint, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE};
-use crate::recovery::{self, IndexBuilder, Verdict};
-use crate::segment::{
-    self, parse_file_name, Segment, Summary, INDEX_SUFFIX, SEGMENT_SUFFIX, TMP_SUFFIX,
+use crate::recovery::{
+    self, Action, Damage, DamageKind, Decision, Evidence, IndexBuilder, TornTail,
 };
+use crate::segment::{self, Segment, Summary};
 use crate::storage::{OpenMode, Storage, StorageFile};
+use crate::survey::{self, Depth, HeaderState, Survey};
+
+/// What an open does when recovery finds damage (see [`OpenOptions`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnDamage {
+    /// Refuse to open: [`Error::Corrupt`] naming the first damage's file and byte.
+    #[default]
+    Refuse,
+    /// Open read-only: reads see the events below the first damage; appends fail with
+    /// [`Error::Damaged`] until `weir repair` mends it (weir-store opens its partitions so, so
+    /// that one damaged partition does not stop the others).
+    ReadOnly,
+}
+
+/// How to open a log, beyond its [`LogConfig`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// What outside witnesses know of the log (weir-store's journal and committed offsets).
+    pub evidence: Evidence,
+    /// What to do about damage.
+    pub on_damage: OnDamage,
+}
 
 /// What recovery did when the log opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,7 +49,8 @@ use crate::storage::{OpenMode, Storage, StorageFile};
 pub struct RecoveryReport {
     /// True if the log was created by this open.
     pub created: bool,
-    /// True if the previous close was clean and the scan of the active segment was skipped.
+    /// True if the previous close was clean (the active segment's index was trusted and only
+    /// the frames after its last entry were checked).
     pub clean_shutdown: bool,
     /// Number of segments after recovery.
     pub segments: usize,
@@ -43,26 +67,9 @@ pub struct RecoveryReport {
     pub files_removed: Vec<PathBuf>,
     /// The log's end offset after recovery.
     pub end_offset: u64,
-}
-
-/// A torn tail that recovery cut.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TornTail {
-    /// The segment file.
-    pub file: PathBuf,
-    /// Where the cut was made (the first invalid frame).
-    pub position: u64,
-    /// Bytes removed.
-    pub bytes_cut: u64,
-    /// Why the frame at `position` was invalid.
-    pub reason: String,
-    /// Valid-looking frames found after the invalid one and cut with it (writes that reached
-    /// the disk out of order; none was acknowledged).
-    pub valid_frames_discarded: u64,
-    /// Every byte cut was zero: the zeros written ahead of the end
-    /// ([`LogConfig::preallocate_bytes`]) or sectors never written — the usual tail after a
-    /// crash, with nothing in it.
-    pub zeros_only: bool,
+    /// Damage found: the log opened read-only below it ([`OnDamage::ReadOnly`]) and nothing
+    /// was written.
+    pub damage: Vec<Damage>,
 }
 
 pub(crate) struct Opened {
@@ -70,27 +77,10 @@ pub(crate) struct Opened {
     pub(crate) active_file: Arc<dyn StorageFile>,
     pub(crate) end: EndPoint,
     pub(crate) created_ms: u64,
+    pub(crate) active_version: u32,
     pub(crate) index: IndexBuilder,
     pub(crate) checkpoint: Checkpoint,
     pub(crate) report: RecoveryReport,
-}
-
-/// True if the bytes `from..to` of `file` are all zero.
-fn all_zeros(file: &dyn StorageFile, from: u64, to: u64) -> std::io::Result<bool> {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut position = from;
-    while position < to {
-        let want = (to - position).min(buffer.len() as u64) as usize;
-        let read = file.read_at(&mut buffer[..want], position)?;
-        if read == 0 {
-            break;
-        }
-        if buffer[..read].iter().any(|&byte| byte != 0) {
-            return Ok(false);
-        }
-        position += read as u64;
-    }
-    Ok(true)
 }
 
 /// Recovery at open (see `docs/durability.md`).
@@ -99,90 +89,50 @@ pub(crate) struct Opener<'a> {
     pub(crate) config: &'a LogConfig,
     pub(crate) storage: &'a dyn Storage,
     pub(crate) clock: &'a dyn Clock,
+    pub(crate) options: &'a OpenOptions,
 }
 
 impl Opener<'_> {
     pub(crate) fn open(&self) -> Result<Opened> {
+        let survey = survey::survey(self.storage, self.dir, Depth::Open)?;
+        let decision = recovery::decide(&survey, &self.options.evidence);
+        if !decision.damage.is_empty() {
+            for damage in &decision.damage {
+                tracing::error!(file = %damage.file.display(), position = damage.position, reason = %damage.reason, "recovery found damage to acknowledged data; nothing was changed");
+            }
+            return match self.options.on_damage {
+                OnDamage::Refuse => {
+                    Err(recovery::corrupt_error(&decision).expect("damage is not empty"))
+                }
+                OnDamage::ReadOnly => self.open_damaged(&survey, &decision),
+            };
+        }
+        if decision.create {
+            return self.create(RecoveryReport::default());
+        }
+        self.apply(&survey, &decision)
+    }
+
+    /// Applies a decision without damage.
+    fn apply(&self, survey: &Survey, decision: &Decision) -> Result<Opened> {
         let dir = self.dir;
         let storage = self.storage;
         let mut report = RecoveryReport::default();
-        let names = storage
-            .list_dir(dir)
-            .map_err(|e| Error::io("list directory", dir, e))?;
-        let mut bases = Vec::new();
-        let mut index_bases = Vec::new();
-        let mut clean = false;
-        let mut has_checkpoint = false;
-        for name in &names {
-            if let Some(base) = parse_file_name(name, SEGMENT_SUFFIX) {
-                bases.push(base);
-            } else if let Some(base) = parse_file_name(name, INDEX_SUFFIX) {
-                index_bases.push(base);
-            } else if name.ends_with(TMP_SUFFIX) {
-                self.remove(&dir.join(name), &mut report)?;
-            } else if name == CLEAN_SHUTDOWN_FILE {
-                clean = true;
-            } else if name == CHECKPOINT_FILE {
-                has_checkpoint = true;
+        for action in &decision.actions {
+            if let Action::RemoveLeftover { path, .. } = action {
+                storage
+                    .remove_file(path)
+                    .map_err(|e| Error::io("remove", path, e))?;
+                report.files_removed.push(path.clone());
             }
         }
-        bases.sort_unstable();
-        let checkpoint = if has_checkpoint {
-            Some(self.read_checkpoint()?)
-        } else {
-            None
-        };
-        if bases.is_empty() {
-            if let Some(checkpoint) = checkpoint {
-                return Err(Error::corrupt(
-                    dir.join(CHECKPOINT_FILE),
-                    0,
-                    format!(
-                        "the checkpoint names segment {} but the directory holds no segment",
-                        checkpoint.segment_base_offset
-                    ),
-                ));
-            }
-            return self.create(report);
-        }
-        let start_offset = checkpoint.map_or(bases[0], |c| c.start_offset);
-        if start_offset < bases[0] {
-            return Err(Error::corrupt(
-                dir.join(segment::segment_file_name(bases[0])),
-                0,
-                format!(
-                    "the log starts at offset {start_offset} but its first segment starts at {}",
-                    bases[0]
-                ),
-            ));
-        }
-        if let Some(checkpoint) = checkpoint {
-            if bases
-                .binary_search(&checkpoint.segment_base_offset)
-                .is_err()
-            {
-                return Err(Error::corrupt(
-                    dir.join(segment::segment_file_name(checkpoint.segment_base_offset)),
-                    0,
-                    "the segment named by the recovery checkpoint is missing",
-                ));
-            }
-        }
-        // Segments wholly below the start offset are leftovers of an interrupted retention.
-        while bases.len() > 1 && bases[1] <= start_offset {
-            let base = bases.remove(0);
-            self.remove(&dir.join(segment::segment_file_name(base)), &mut report)?;
-        }
-        for base in index_bases {
-            if bases.binary_search(&base).is_err() {
-                self.remove(&dir.join(segment::index_file_name(base)), &mut report)?;
-            }
-        }
-        if clean {
+        if survey.clean_shutdown {
             // Removed before anything is written, so a crash from here on is never mistaken
             // for a clean shutdown.
-            self.remove(&dir.join(CLEAN_SHUTDOWN_FILE), &mut report)?;
-            report.files_removed.pop();
+            let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+            storage
+                .remove_file(&marker)
+                .map_err(|e| Error::io("remove", &marker, e))?;
         }
         // Always, not only when recovery changed the directory: a process killed between
         // creating a segment file and fsyncing the directory leaves an entry that is in the
@@ -192,256 +142,208 @@ impl Opener<'_> {
             .sync_dir(dir)
             .map_err(|e| Error::io("fsync directory", dir, e))?;
 
+        let removed: Vec<&PathBuf> = report.files_removed.iter().collect();
+        let kept: Vec<&survey::SegmentSurvey> = survey
+            .segments
+            .iter()
+            .filter(|s| !removed.contains(&&s.path))
+            .collect();
         let mut segments = BTreeMap::new();
-        for &base in &bases {
-            segments.insert(base, Arc::new(Segment::new(dir, base)));
+        for found in &kept {
+            let segment = Segment::new(dir, found.base_offset);
+            segments.insert(found.base_offset, Arc::new(segment));
         }
-        let active_base = *bases.last().expect("not empty");
-        let checkpoint_base = checkpoint.map(|c| c.segment_base_offset);
-        // Sealed segments after the checkpoint's segment were rolled after the last checkpoint
-        // was written: verify them now (without a checkpoint, all of them).
-        for pair in bases.windows(2) {
-            let (base, next_base) = (pair[0], pair[1]);
-            if checkpoint_base.is_some_and(|c| base <= c) {
-                continue;
-            }
-            let segment = &segments[&base];
-            let file = segment.file(storage)?;
-            let len = file
-                .len()
-                .map_err(|e| Error::io("read length of segment", &segment.path, e))?;
-            let summary =
-                segment.rebuild(&*file, len, next_base, self.config.index_interval_bytes)?;
+        let (active_found, sealed) = kept.split_last().expect("a log with segments");
+        for (i, found) in sealed.iter().enumerate() {
+            // Sealed segments rolled after the checkpoint were scanned (and found whole): keep
+            // their summaries and write their indexes.
+            let Some(scan) = &found.scan else { continue };
             report.segments_scanned += 1;
-            report.bytes_scanned += len;
-            let index = summary.to_index_file(base);
-            segment.set_summary(summary);
-            if let Err(error) =
-                segment::write_index_file(storage, &segment.index_path, &index, false)
-            {
+            report.bytes_scanned += found.file_bytes;
+            let summary = summary_of(scan);
+            let index = summary.to_index_file(found.base_offset);
+            debug_assert_eq!(
+                Some(scan.next_offset),
+                kept.get(i + 1).map(|s| s.base_offset)
+            );
+            segments[&found.base_offset].set_summary(summary);
+            if let Err(error) = segment::write_index_file(
+                storage,
+                &segments[&found.base_offset].index_path,
+                &index,
+                false,
+            ) {
                 tracing::warn!(%error, "could not write a rebuilt index");
             }
         }
 
-        let active = segments[&active_base].clone();
+        let active = segments[&active_found.base_offset].clone();
         let file = storage
             .open(&active.path, OpenMode::ReadWrite)
             .map_err(|e| Error::io("open segment", &active.path, e))?;
-        let mut file_len = file
-            .len()
-            .map_err(|e| Error::io("read length of segment", &active.path, e))?;
-        let checkpoint_position = checkpoint
-            .filter(|c| c.segment_base_offset == active_base)
-            .map(|c| c.position);
-        let created_ms = match segment::check_header(&*file, &active.path, active_base, file_len) {
-            Ok(header) => header.created_ms,
-            Err(error)
-                if file_len <= SEGMENT_HEADER_LEN as u64 && checkpoint_position.is_none() =>
-            {
-                // The segment was being created when the process stopped: its header was never
-                // synced, so nothing was ever written to it. Start it again.
-                tracing::warn!(path = %active.path.display(), %error, "rewriting the torn header of an empty segment");
-                let now = self.clock.now_ms();
-                let header = SegmentHeader {
-                    base_offset: active_base,
-                    created_ms: now,
+        let scan = active_found
+            .scan
+            .as_ref()
+            .expect("an open survey scans the active segment");
+        let (mut created_ms, mut version) = match active_found.header {
+            HeaderState::Valid {
+                version,
+                created_ms,
+            } => (created_ms, version),
+            HeaderState::Damaged { .. } | HeaderState::NotChecked => {
+                (0, format::SEGMENT_FORMAT_VERSION)
+            }
+        };
+        let mut summary = summary_of(scan);
+        let mut index = scan.index.clone();
+        report.clean_shutdown = active_found.trusted_index.is_some();
+        report.segments_scanned += 1;
+        report.bytes_scanned += active_found.file_bytes.saturating_sub(scan.from_position);
+        for action in &decision.actions {
+            match action {
+                Action::RewriteEmptyHeader { path } => {
+                    // The segment was being created when the process stopped: its header was
+                    // never synced, so nothing was ever written to it. Start it again.
+                    tracing::warn!(path = %path.display(), "rewriting the torn header of an empty segment");
+                    let now = self.clock.now_ms();
+                    let header = SegmentHeader {
+                        version: format::SEGMENT_FORMAT_VERSION,
+                        base_offset: active.base_offset,
+                        created_ms: now,
+                    }
+                    .encode();
+                    file.set_len(0)
+                        .map_err(|e| Error::io("truncate", &active.path, e))?;
+                    file.write_all_at(&header, 0)
+                        .map_err(|e| Error::io("write segment header", &active.path, e))?;
+                    report.segment_reinitialized = Some(active.path.clone());
+                    created_ms = now;
+                    version = format::SEGMENT_FORMAT_VERSION;
+                    summary = Summary::empty(active.base_offset);
+                    index = IndexBuilder::new(active.base_offset, self.config.index_interval_bytes);
                 }
-                .encode();
-                file.set_len(0)
-                    .map_err(|e| Error::io("truncate", &active.path, e))?;
-                file.write_all_at(&header, 0)
-                    .map_err(|e| Error::io("write segment header", &active.path, e))?;
-                file.sync_data()
-                    .map_err(|e| Error::io("fsync", &active.path, e))?;
-                report.segment_reinitialized = Some(active.path.clone());
-                file_len = SEGMENT_HEADER_LEN as u64;
-                now
+                Action::CutTornTail(torn) => {
+                    file.set_len(torn.position)
+                        .map_err(|e| Error::io("truncate torn tail of", &active.path, e))?;
+                    report.torn_tail = Some(torn.clone());
+                }
+                Action::RemoveLeftover { .. } => {}
             }
-            Err(error) => return Err(error),
-        };
-
-        let trusted = if clean {
-            self.trusted_active_summary(&active, file_len)
-        } else {
-            None
-        };
-        let (summary, index) = match trusted {
-            Some(found) => {
-                report.clean_shutdown = true;
-                found
-            }
-            None => {
-                self.scan_active(&active, &*file, file_len, checkpoint_position, &mut report)?
-            }
-        };
+        }
         // Everything recovery keeps must be durable before a checkpoint can name it (after a
         // kill -9 the page cache may hold bytes that never reached the disk).
         file.sync_data()
             .map_err(|e| Error::io("fsync", &active.path, e))?;
         let end = EndPoint {
             next_offset: summary.end_offset,
-            segment_base: active_base,
+            segment_base: active.base_offset,
             position: summary.end_position,
         };
+        debug_assert_eq!(end.next_offset, decision.end_offset);
         active.set_file(file.clone());
         active.set_summary(summary);
-
-        if start_offset > end.next_offset {
-            return Err(Error::corrupt(
-                &active.path,
-                end.position,
-                format!(
-                    "the log ends at offset {} but its checkpoint says it starts at {start_offset}",
-                    end.next_offset
-                ),
-            ));
-        }
-        let new_checkpoint = Checkpoint {
-            start_offset,
-            segment_base_offset: active_base,
+        let checkpoint = decision.checkpoint.unwrap_or(Checkpoint {
+            start_offset: decision.start_offset,
+            segment_base_offset: end.segment_base,
             position: end.position,
             next_offset: end.next_offset,
-        };
-        if checkpoint != Some(new_checkpoint) {
+        });
+        if decision.checkpoint.is_some() {
             let path = dir.join(CHECKPOINT_FILE);
-            atomic::write_file(storage, &path, &new_checkpoint.encode(), true)?;
+            atomic::write_file(storage, &path, &checkpoint.encode(), true)?;
             storage
                 .sync_dir(dir)
                 .map_err(|e| Error::io("fsync directory", dir, e))?;
         }
         report.segments = segments.len();
         report.end_offset = end.next_offset;
-        if let Some(torn) = report.torn_tail.as_ref().filter(|torn| torn.zeros_only) {
-            tracing::info!(
-                file = %torn.file.display(),
-                position = torn.position,
-                bytes_cut = torn.bytes_cut,
-                "recovery cut the zeros after the last frame (written ahead of the end, or never written)"
-            );
-        } else if let Some(torn) = &report.torn_tail {
-            tracing::warn!(
-                file = %torn.file.display(),
-                position = torn.position,
-                bytes_cut = torn.bytes_cut,
-                reason = %torn.reason,
-                valid_frames_discarded = torn.valid_frames_discarded,
-                "recovery cut a torn tail"
-            );
-        }
+        log_torn_tail(report.torn_tail.as_ref());
         Ok(Opened {
             segments,
             active_file: file,
             end,
             created_ms,
+            active_version: version,
             index,
-            checkpoint: new_checkpoint,
+            checkpoint,
             report,
         })
     }
 
-    /// After a clean shutdown: the active segment's index, if it matches the file exactly.
-    fn trusted_active_summary(
-        &self,
-        active: &Segment,
-        file_len: u64,
-    ) -> Option<(Summary, IndexBuilder)> {
-        let index = segment::read_index_file(self.storage, &active.index_path)?;
-        if index.base_offset != active.base_offset || index.end_position != file_len {
-            return None;
-        }
-        // Rebuild the builder's running state so later appends continue the same index.
-        let last_position = index
-            .entries
-            .last()
-            .map_or(SEGMENT_HEADER_LEN as u64, |e| u64::from(e.position));
-        let mut builder = IndexBuilder::new(active.base_offset, self.config.index_interval_bytes);
-        builder.entries = index.entries.clone();
-        builder.timestamp_max_ms = index.timestamp_max_ms;
-        builder.set_bytes_since_entry(file_len - last_position);
-        let summary = Summary {
-            end_offset: index.end_offset,
-            end_position: index.end_position,
-            timestamp_max_ms: index.timestamp_max_ms,
-            entries: index.entries,
+    /// Opens read-only below the damage, writing nothing.
+    fn open_damaged(&self, survey: &Survey, decision: &Decision) -> Result<Opened> {
+        let Some(active_found) = survey.segments.last() else {
+            // Nothing to read at all: there is no log to open, even read-only.
+            return Err(recovery::corrupt_error(decision).expect("damage is not empty"));
         };
-        Some((summary, builder))
-    }
-
-    /// Scans the active segment, applying the recovery decision to its first invalid frame.
-    fn scan_active(
-        &self,
-        active: &Segment,
-        file: &dyn StorageFile,
-        file_len: u64,
-        checkpoint_position: Option<u64>,
-        report: &mut RecoveryReport,
-    ) -> Result<(Summary, IndexBuilder)> {
-        let outcome = recovery::scan(
-            file,
-            &active.path,
-            active.base_offset,
-            file_len,
-            self.config.index_interval_bytes,
-        )?;
-        report.segments_scanned += 1;
-        report.bytes_scanned += file_len;
-        let invalid_at = outcome.invalid.as_ref().map(|invalid| invalid.position);
-        match recovery::decide(false, invalid_at, checkpoint_position) {
-            Verdict::Clean => {}
-            Verdict::Corrupt { position } => {
-                let reason = outcome
-                    .invalid
-                    .map(|invalid| invalid.reason)
-                    .unwrap_or_default();
-                return Err(Error::corrupt(
-                    &active.path,
-                    position,
-                    format!("invalid frame below the recovery checkpoint: {reason}"),
-                ));
+        let mut segments = BTreeMap::new();
+        for found in &survey.segments {
+            let segment = Segment::new(self.dir, found.base_offset);
+            if let Some(scan) = &found.scan {
+                if scan.invalid.is_empty() || found.base_offset == active_found.base_offset {
+                    segment.set_summary(summary_of(scan));
+                }
             }
-            Verdict::Truncate { position } => {
-                let valid_frames_discarded = recovery::count_frames_after(
-                    file,
-                    &active.path,
-                    position,
-                    file_len,
-                    outcome.next_offset,
-                )?;
-                let zeros_only = valid_frames_discarded == 0
-                    && all_zeros(file, position, file_len)
-                        .map_err(|e| Error::io("read the torn tail of", &active.path, e))?;
-                file.set_len(position)
-                    .map_err(|e| Error::io("truncate torn tail of", &active.path, e))?;
-                report.torn_tail = Some(TornTail {
-                    file: active.path.clone(),
-                    position,
-                    bytes_cut: file_len - position,
-                    reason: outcome
-                        .invalid
-                        .as_ref()
-                        .map(|invalid| invalid.reason.clone())
-                        .unwrap_or_default(),
-                    valid_frames_discarded,
-                    zeros_only,
-                });
-            }
+            segments.insert(found.base_offset, Arc::new(segment));
         }
-        if let Some(checkpoint_position) = checkpoint_position {
-            if outcome.valid_end < checkpoint_position {
-                return Err(Error::corrupt(
-                    &active.path,
-                    outcome.valid_end,
-                    format!("the segment ends before the recovery checkpoint at byte {checkpoint_position}"),
-                ));
-            }
+        let active = segments[&active_found.base_offset].clone();
+        let file = self
+            .storage
+            .open(&active.path, OpenMode::Read)
+            .map_err(|e| Error::io("open segment", &active.path, e))?;
+        active.set_file(file.clone());
+        if active.info().is_none() {
+            active.set_summary(Summary::empty(active.base_offset));
         }
-        let summary = Summary {
-            end_offset: outcome.next_offset,
-            end_position: outcome.valid_end,
-            timestamp_max_ms: outcome.index.timestamp_max_ms,
-            entries: outcome.index.entries.clone(),
+        let active_info = active.info().expect("set above");
+        let mut end = EndPoint {
+            next_offset: active_info.end_offset,
+            segment_base: active.base_offset,
+            position: active_info.end_position,
         };
-        Ok((summary, outcome.index))
+        if let Some(first) = decision
+            .damage
+            .iter()
+            .filter(|d| d.blocks_reads_at().is_some())
+            .min_by_key(|d| d.blocks_reads_at())
+        {
+            end = damaged_end(survey, first, end);
+        }
+        let checkpoint = survey.valid_checkpoint().unwrap_or(Checkpoint {
+            start_offset: decision.start_offset,
+            segment_base_offset: end.segment_base,
+            position: end.position,
+            next_offset: end.next_offset,
+        });
+        let report = RecoveryReport {
+            clean_shutdown: active_found.trusted_index.is_some(),
+            segments: segments.len(),
+            end_offset: end.next_offset,
+            damage: decision.damage.clone(),
+            ..RecoveryReport::default()
+        };
+        let (created_ms, version) = match active_found.header {
+            HeaderState::Valid {
+                version,
+                created_ms,
+            } => (created_ms, version),
+            HeaderState::Damaged { .. } | HeaderState::NotChecked => {
+                (0, format::SEGMENT_FORMAT_VERSION)
+            }
+        };
+        Ok(Opened {
+            segments,
+            active_file: file,
+            end,
+            created_ms,
+            active_version: version,
+            index: active_found.scan.as_ref().map_or_else(
+                || IndexBuilder::new(active.base_offset, self.config.index_interval_bytes),
+                |scan| scan.index.clone(),
+            ),
+            checkpoint,
+            report,
+        })
     }
 
     fn create(&self, mut report: RecoveryReport) -> Result<Opened> {
@@ -475,42 +377,94 @@ impl Opener<'_> {
                 position: SEGMENT_HEADER_LEN as u64,
             },
             created_ms: now,
+            active_version: format::SEGMENT_FORMAT_VERSION,
             index: IndexBuilder::new(0, self.config.index_interval_bytes),
             checkpoint,
             report,
         })
     }
+}
 
-    fn read_checkpoint(&self) -> Result<Checkpoint> {
-        let path = self.dir.join(CHECKPOINT_FILE);
-        let file = self
-            .storage
-            .open(&path, OpenMode::Read)
-            .map_err(|e| Error::io("open", &path, e))?;
-        let len = file
-            .len()
-            .map_err(|e| Error::io("read length of", &path, e))?;
-        if len != format::CHECKPOINT_LEN as u64 {
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!(
-                    "checkpoint is {len} bytes, expected {}",
-                    format::CHECKPOINT_LEN
-                ),
-            ));
-        }
-        let mut bytes = [0u8; format::CHECKPOINT_LEN];
-        crate::storage::read_exact_at(&*file, &mut bytes, 0)
-            .map_err(|e| Error::io("read", &path, e))?;
-        Checkpoint::decode(&bytes).map_err(|e| Error::decode(&path, 0, e))
+/// The summary of a segment's valid prefix, from its scan.
+fn summary_of(scan: &survey::SegmentScan) -> Summary {
+    Summary {
+        end_offset: scan.next_offset,
+        end_position: scan.valid_end,
+        timestamp_max_ms: scan.index.timestamp_max_ms,
+        entries: scan.index.entries.clone(),
     }
+}
 
-    fn remove(&self, path: &Path, report: &mut RecoveryReport) -> Result<()> {
-        self.storage
-            .remove_file(path)
-            .map_err(|e| Error::io("remove", path, e))?;
-        report.files_removed.push(path.to_path_buf());
-        Ok(())
+/// Where reads stop in a damaged log: at the damage that blocks reads first.
+fn damaged_end(survey: &Survey, damage: &Damage, active_end: EndPoint) -> EndPoint {
+    let segment_of = |path: &Path| {
+        survey
+            .segments
+            .iter()
+            .find(|s| s.path == path)
+            .map(|s| s.base_offset)
+    };
+    match damage.kind {
+        DamageKind::Frame { offset, .. } | DamageKind::Gap { from: offset, .. } => {
+            match segment_of(&damage.file) {
+                Some(segment_base) => EndPoint {
+                    next_offset: offset,
+                    segment_base,
+                    position: damage.position,
+                },
+                None => active_end,
+            }
+        }
+        DamageKind::MissingSegment { base_offset } => {
+            // The segment before the missing one, read to its end (sealed segments are whole).
+            match survey
+                .segments
+                .iter()
+                .rev()
+                .find(|s| s.base_offset < base_offset)
+            {
+                Some(before) => EndPoint {
+                    next_offset: base_offset.min(active_end.next_offset),
+                    segment_base: before.base_offset,
+                    position: before.file_bytes,
+                },
+                None => EndPoint {
+                    next_offset: survey.segments[0].base_offset,
+                    segment_base: survey.segments[0].base_offset,
+                    position: SEGMENT_HEADER_LEN as u64,
+                },
+            }
+        }
+        _ => active_end,
+    }
+}
+
+fn log_torn_tail(torn: Option<&TornTail>) {
+    match torn {
+        Some(torn) if torn.zeros_only => tracing::info!(
+            file = %torn.file.display(),
+            position = torn.position,
+            bytes_cut = torn.bytes_cut,
+            "recovery cut the zeros after the last frame (written ahead of the end, or never written)"
+        ),
+        Some(torn) => match torn.restored_to {
+            Some(restored_to) => tracing::warn!(
+                file = %torn.file.display(),
+                position = torn.position,
+                bytes_cut = torn.bytes_cut,
+                reason = %torn.reason,
+                restored_to,
+                "recovery cut a torn tail; the store's journal writes its acknowledged events back"
+            ),
+            None => tracing::warn!(
+                file = %torn.file.display(),
+                position = torn.position,
+                bytes_cut = torn.bytes_cut,
+                reason = %torn.reason,
+                valid_frames_discarded = torn.valid_frames_discarded,
+                "recovery cut a torn tail (never acknowledged)"
+            ),
+        },
+        None => {}
     }
 }

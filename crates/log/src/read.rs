@@ -73,6 +73,16 @@ pub enum ReadEnd {
     ByteLimit,
     /// It reached the end of what readers may see.
     EndOfLog,
+    /// It reached events that were lost: damaged, and replaced by `weir repair` with a marker
+    /// that stands for the offsets from [`ReadBatch::next_offset`] to `end_offset`. Read on
+    /// from `end_offset`. (An empty batch with this end says the read started at lost events.)
+    Lost {
+        /// The offset after the lost events.
+        end_offset: u64,
+    },
+    /// It reached damaged bytes: the events before them are here, and a read from
+    /// [`ReadBatch::next_offset`] fails with the damage.
+    Damaged,
 }
 
 /// Events read from one partition: consecutive offsets from [`ReadBatch::first_offset`].
@@ -117,6 +127,15 @@ impl ReadBatch {
     /// Why the read stopped.
     pub fn end(&self) -> ReadEnd {
         self.end
+    }
+
+    /// The lost events the read stopped at, if it did (see [`ReadEnd::Lost`]): offsets from
+    /// [`ReadBatch::next_offset`] to the end of the range.
+    pub fn lost(&self) -> Option<std::ops::Range<u64>> {
+        match self.end {
+            ReadEnd::Lost { end_offset } => Some(self.next_offset()..end_offset),
+            _ => None,
+        }
     }
 
     /// The checked frames the events come from. The first and last frame may hold events
@@ -268,6 +287,13 @@ impl Collector {
         if self.is_done() || frame.header.end_offset() <= wanted {
             return;
         }
+        if frame.header.is_lost() {
+            // Lost events end the read: the caller learns their range and reads on after it.
+            self.end = ReadEnd::Lost {
+                end_offset: frame.header.end_offset(),
+            };
+            return;
+        }
         let count = frame.header.event_count as usize;
         let body_bytes = frame.header.frame_len as usize - FRAME_HEADER_LEN;
         let mut taken = 0usize;
@@ -302,6 +328,26 @@ impl Collector {
         if taken > 0 {
             self.frames.push(frame);
         }
+    }
+
+    /// Ends the read before damage a read met after some events.
+    pub(crate) fn stop_at_damage(&mut self) {
+        self.end = ReadEnd::Damaged;
+    }
+
+    /// Events collected so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The most events the read takes.
+    pub(crate) fn events_max(&self) -> usize {
+        self.events_max
+    }
+
+    /// About the most bytes the read takes.
+    pub(crate) fn bytes_max(&self) -> usize {
+        self.bytes_max
     }
 
     pub(crate) fn finish(self) -> ReadBatch {

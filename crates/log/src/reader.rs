@@ -29,13 +29,18 @@ pub struct VerifyReport {
 impl Log {
     /// Reads up to `max_events` events from `from_offset`, stopping before the event that would
     /// take the encoded size over `max_bytes` (but always returning at least one event if any
-    /// is visible). Every frame's CRC is checked. An empty batch means `from_offset` is the end.
+    /// is visible). Every frame's CRC is checked. An empty batch means `from_offset` is the end
+    /// (or, see [`ReadBatch::lost`], the start of lost events).
+    ///
+    /// A read that reaches damaged bytes returns the events before them ([`ReadEnd::Damaged`]);
+    /// the next read, from the damage, fails with it. Damage found so stops writes to the log
+    /// (see [`Log::damage`]).
     ///
     /// # Errors
-    /// [`Error::OffsetOutOfRange`] below the start or past the end; [`Error::Corrupt`] if a
-    /// frame fails its checks; [`Error::Io`].
+    /// [`Error::OffsetOutOfRange`] below the start or past the end; [`Error::Corrupt`] if the
+    /// first frame read fails its checks, [`Error::Damaged`] at the end of a log that opened
+    /// damaged; [`Error::Io`].
     pub fn read(&self, from_offset: u64, max_events: usize, max_bytes: usize) -> Result<ReadBatch> {
-        let inner = &self.inner;
         let (start, end) = self.visible_range()?;
         if from_offset < start || from_offset > end.next_offset {
             return Err(Error::OffsetOutOfRange {
@@ -45,6 +50,58 @@ impl Log {
             });
         }
         let mut collector = Collector::new(from_offset, max_events, max_bytes);
+        match self.collect(&mut collector, end) {
+            Ok(()) => {}
+            Err(error) if error.is_corruption() => {
+                self.note_damage(&error);
+                if collector.len() == 0 {
+                    return Err(error);
+                }
+                collector.stop_at_damage();
+            }
+            Err(error) => return Err(error),
+        }
+        if collector.len() == 0 && collector.next_offset() == end.next_offset {
+            // Nothing new will come to a log that opened damaged: say why instead of waiting.
+            if let Some(cause) = self.blocked_at(end.next_offset) {
+                return Err(Error::Damaged { cause });
+            }
+        }
+        Ok(collector.finish())
+    }
+
+    /// The damage a log opened with, if reads stop at `offset` because of it.
+    pub(crate) fn blocked_at(&self, offset: u64) -> Option<Arc<Error>> {
+        let inner = &self.inner;
+        if !inner.read_only || inner.report.damage.is_empty() {
+            return None;
+        }
+        let blocks = inner
+            .report
+            .damage
+            .iter()
+            .filter_map(crate::recovery::Damage::blocks_reads_at)
+            .min()?;
+        (blocks <= offset)
+            .then(|| inner.damage.get().cloned())
+            .flatten()
+    }
+
+    /// A segment's file for reading; damage its header check found stops writes (the frames
+    /// are read all the same).
+    pub(crate) fn segment_file(
+        &self,
+        segment: &Segment,
+    ) -> Result<Arc<dyn crate::storage::StorageFile>> {
+        let file = segment.file(&*self.inner.storage)?;
+        if let Some(damage) = segment.take_header_damage() {
+            self.note_damage(&damage);
+        }
+        Ok(file)
+    }
+
+    /// Reads frames into `collector` up to the visible `end`.
+    fn collect(&self, collector: &mut Collector, end: crate::log::EndPoint) -> Result<()> {
         while !collector.is_done() && collector.next_offset() < end.next_offset {
             let offset = collector.next_offset();
             let (segment, next_base) = self.segment_for(offset);
@@ -56,16 +113,17 @@ impl Log {
                 self.sealed_info(&segment, next_base)?.end_position
             };
             let (position, first_offset) = segment.seek(offset);
-            let file = match segment.file(&*inner.storage) {
+            let file = match self.segment_file(&segment) {
                 Ok(file) => file,
                 Err(error) => return Err(self.out_of_range_or(error, offset)),
             };
             // About the bytes wanted: the events asked for at ~256 bytes each (within
             // `max_bytes`), plus the distance from the indexed frame to `offset`.
             let skip_bytes = usize::try_from(offset - first_offset).unwrap_or(usize::MAX);
-            let hint = max_events
+            let hint = collector
+                .events_max()
                 .saturating_mul(256)
-                .min(max_bytes)
+                .min(collector.bytes_max())
                 .saturating_add(skip_bytes.saturating_mul(64));
             read::read_frames(
                 &*file,
@@ -79,12 +137,12 @@ impl Log {
                     !collector.is_done()
                 },
             )?;
-            if collector.next_offset() == offset {
+            if collector.next_offset() == offset && !collector.is_done() {
                 // The index promised events here and there were none: never loop on it.
                 break;
             }
         }
-        Ok(collector.finish())
+        Ok(())
     }
 
     /// The first offset whose event has a timestamp ≥ `timestamp_ms`, or `None` if no visible
@@ -123,7 +181,7 @@ impl Log {
                 continue;
             }
             let (position, first_offset) = segment.seek_time(timestamp_ms);
-            let file = segment.file(&*inner.storage)?;
+            let file = self.segment_file(&segment)?;
             let mut found = None;
             read::read_frames(
                 &*file,
@@ -169,6 +227,12 @@ impl Log {
                     cause: cause.clone(),
                 });
             }
+            if let Some(cause) = inner.damage.get() {
+                // A damaged log takes no appends: nothing new will come.
+                return Err(Error::Damaged {
+                    cause: cause.clone(),
+                });
+            }
             if visible.closed {
                 return Err(Error::Closed);
             }
@@ -204,7 +268,7 @@ impl Log {
             if segment.base_offset > end.segment_base {
                 break;
             }
-            let file = segment.file(&*inner.storage)?;
+            let file = self.segment_file(&segment)?;
             let limit = if segment.base_offset == end.segment_base {
                 end.position
             } else {
@@ -254,6 +318,11 @@ impl Future for WaitForOffset<'_> {
         }
         if let Some(cause) = inner.poison.get() {
             return Poll::Ready(Err(Error::Poisoned {
+                cause: cause.clone(),
+            }));
+        }
+        if let Some(cause) = inner.damage.get() {
+            return Poll::Ready(Err(Error::Damaged {
                 cause: cause.clone(),
             }));
         }

@@ -131,6 +131,9 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     pub index_path: PathBuf,
     file: Mutex<Option<Arc<dyn StorageFile>>>,
+    /// What the header check found when the file was first opened for reading (a sealed
+    /// segment's header is checked then, not at open, which reads no sealed segment).
+    header_damage: Mutex<Option<Error>>,
     /// The summary: always present for the active segment (kept current by the writer, and
     /// ahead of what readers may see); loaded on first use for a sealed one.
     summary: RwLock<Option<Summary>>,
@@ -143,6 +146,7 @@ impl Segment {
             path: dir.join(segment_file_name(base_offset)),
             index_path: dir.join(index_file_name(base_offset)),
             file: Mutex::new(None),
+            header_damage: Mutex::new(None),
             summary: RwLock::new(None),
         }
     }
@@ -157,7 +161,8 @@ impl Segment {
         *lock(&self.file) = Some(file);
     }
 
-    /// The open file, opening it read-only on first use.
+    /// The open file, opening it read-only on first use (and checking its header then: see
+    /// [`Segment::take_header_damage`]).
     pub(crate) fn file(&self, storage: &dyn Storage) -> Result<Arc<dyn StorageFile>> {
         let mut slot = lock(&self.file);
         if let Some(file) = slot.as_ref() {
@@ -166,8 +171,22 @@ impl Segment {
         let file = storage
             .open(&self.path, OpenMode::Read)
             .map_err(|e| Error::io("open segment", &self.path, e))?;
+        let len = file
+            .len()
+            .map_err(|e| Error::io("read length of segment", &self.path, e))?;
+        match check_header(&*file, &self.path, self.base_offset, len) {
+            Ok(_) => {}
+            Err(error) if error.is_corruption() => *lock(&self.header_damage) = Some(error),
+            Err(error) => return Err(error),
+        }
         *slot = Some(file.clone());
         Ok(file)
+    }
+
+    /// Damage the header check found when the file was first opened, once: the frames may be
+    /// intact (reads go on), but the log must stop taking writes.
+    pub(crate) fn take_header_damage(&self) -> Option<Error> {
+        lock(&self.header_damage).take()
     }
 
     /// The summary's extent and timestamps, if set or loaded.
@@ -264,14 +283,14 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<Summary> {
         check_header(file, &self.path, self.base_offset, file_len)?;
-        let outcome = recovery::scan(
+        let outcome = recovery::scan_segment(
             file,
             &self.path,
-            self.base_offset,
+            recovery::ScanStart::first_frame(self.base_offset, index_interval_bytes),
             file_len,
-            index_interval_bytes,
+            false,
         )?;
-        if let Some(invalid) = outcome.invalid {
+        if let Some(invalid) = outcome.first_invalid() {
             return Err(Error::corrupt(
                 &self.path,
                 invalid.position,

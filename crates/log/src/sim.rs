@@ -35,6 +35,9 @@ pub enum CrashMode {
         /// Seed for the choices; the same seed gives the same image.
         seed: u64,
     },
+    /// A process crash (kill -9), not a power cut: every write and directory change the
+    /// process made survives (the kernel's page cache holds them), synced or not.
+    ProcessCrash,
 }
 
 type FileId = u64;
@@ -260,12 +263,17 @@ impl SimStorage {
 /// The state a power cut leaves behind (see [`CrashMode`]).
 fn crash_image(state: &State, mode: CrashMode) -> State {
     let mut rng = match mode {
-        CrashMode::DropUnsynced => None,
+        CrashMode::DropUnsynced | CrashMode::ProcessCrash => None,
         CrashMode::Scramble { seed } => Some(SplitMix64::new(seed)),
     };
+    let keep_all = mode == CrashMode::ProcessCrash;
     let mut files = HashMap::new();
     for (&id, file) in &state.files {
-        let mut image = file.durable.clone();
+        let mut image = if keep_all {
+            file.live.clone()
+        } else {
+            file.durable.clone()
+        };
         if let Some(rng) = rng.as_mut() {
             for op in &file.pending {
                 if rng.below(2) == 0 {
@@ -298,7 +306,11 @@ fn crash_image(state: &State, mode: CrashMode) -> State {
             },
         );
     }
-    let dirs = state.dirs_durable.clone();
+    let dirs = if keep_all {
+        state.dirs_live.clone()
+    } else {
+        state.dirs_durable.clone()
+    };
     State {
         files,
         next_id: state.next_id,

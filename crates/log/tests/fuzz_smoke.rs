@@ -265,6 +265,7 @@ fn log_checkpoint_smoke() {
         next_offset: 12,
     };
     let header = SegmentHeader {
+        version: weir_log::format::SEGMENT_FORMAT_VERSION,
         base_offset: 10,
         created_ms: 1_764_000_000_000,
     };
@@ -408,6 +409,7 @@ fn write_seed_corpus() {
         next_offset: 12,
     };
     let header = SegmentHeader {
+        version: weir_log::format::SEGMENT_FORMAT_VERSION,
         base_offset: 10,
         created_ms: 1_764_000_000_000,
     };

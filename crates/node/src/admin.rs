@@ -80,7 +80,27 @@ async fn respond(
         },
         ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") if shared.ready.load(Ordering::SeqCst) => {
-            ("200 OK", "text/plain", "ready\n".to_string())
+            // Ready: the node serves. Damaged partitions are listed (they serve reads below
+            // the damage and take no appends until `weir repair`); the rest works on.
+            let damaged = shared.store.damaged_partitions();
+            let mut body = "ready\n".to_string();
+            if !damaged.is_empty() {
+                body = format!(
+                    "ready; {} damaged partition(s): reads stop at the damage, appends are \
+                     refused until `weir repair`\n",
+                    damaged.len()
+                );
+                for partition in damaged {
+                    body.push_str(&format!(
+                        "damaged {}/{}: readable below offset {}: {}\n",
+                        partition.topic,
+                        partition.partition,
+                        partition.readable_end,
+                        partition.damage
+                    ));
+                }
+            }
+            ("200 OK", "text/plain", body)
         }
         ("GET", "/readyz") => (
             "503 Service Unavailable",

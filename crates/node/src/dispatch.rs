@@ -452,6 +452,15 @@ async fn read_events(shared: &Arc<Shared>, read: proto::Read) -> Outcome {
         .await
         .map_err(|join| error(ErrorCode::Internal, join.to_string()))?
         .map_err(|e| store_error(log_error(&topic, partition, e)))?;
+    if let Some(lost) = batch.lost().filter(|_| batch.is_empty()) {
+        // The read starts at events lost to damage: say which, so the reader goes on after them.
+        return Err(store_error(weir_store::Error::EventsLost {
+            topic,
+            partition,
+            first_offset: lost.start,
+            end_offset: lost.end,
+        }));
+    }
     Ok(Response::Read(proto::ReadResult {
         partition,
         first_offset: from,
@@ -568,6 +577,7 @@ async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch) -> Outcome {
             weir_store::CloseReason::Full => proto::CloseReason::Full,
             weir_store::CloseReason::ByteLimit => proto::CloseReason::ByteLimit,
             weir_store::CloseReason::TailWait => proto::CloseReason::TailWait,
+            weir_store::CloseReason::BeforeLost => proto::CloseReason::BeforeLost,
         },
         lease_expires_ms: batch.lease_expires_ms,
         events: batch_events(&batch.events),
@@ -629,6 +639,20 @@ pub(crate) fn store_error(error: StoreError) -> Response {
         StoreError::GroupActive { .. } => ErrorCode::GroupActive,
         StoreError::GroupConfigMismatch { .. } => ErrorCode::GroupSettingsMismatch,
         StoreError::UnknownGroup(_) => ErrorCode::UnknownGroup,
+        StoreError::EventsLost {
+            first_offset,
+            end_offset,
+            ..
+        } => {
+            return Response::Error(proto::ErrorResponse {
+                code: ErrorCode::EventsLost,
+                message,
+                offsets: Some(proto::OffsetRange {
+                    start_offset: *first_offset,
+                    end_offset: *end_offset,
+                }),
+            })
+        }
         StoreError::Closed => ErrorCode::ShuttingDown,
         StoreError::Corrupt { .. } => ErrorCode::Corruption,
         StoreError::JournalPoisoned { .. } => ErrorCode::Unavailable,
@@ -652,6 +676,7 @@ pub(crate) fn store_error(error: StoreError) -> Response {
 fn log_code(error: &weir_log::Error) -> ErrorCode {
     match error {
         weir_log::Error::Corrupt { .. } => ErrorCode::Corruption,
+        weir_log::Error::Damaged { .. } => ErrorCode::Damaged,
         weir_log::Error::Poisoned { .. } | weir_log::Error::Closed => ErrorCode::Unavailable,
         weir_log::Error::StorageFull { .. } => ErrorCode::StorageFull,
         _ => ErrorCode::StorageIo,

@@ -726,7 +726,8 @@ fn verify_reports_damage_and_repair_cuts_only_when_asked() {
     let out = stdout(&output);
     let name = active.file_name().unwrap().to_str().unwrap();
     assert!(
-        out.contains("torn tail: ") && out.contains(&format!("{name} at byte {length} (7 bytes)")),
+        out.contains("the next open will: cut the torn tail of")
+            && out.contains(&format!("{name} at byte {length} (7 bytes")),
         "{out}"
     );
     assert!(out.contains("result: repairable"), "{out}");
@@ -744,17 +745,18 @@ fn verify_reports_damage_and_repair_cuts_only_when_asked() {
     assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
     let out = stdout(&output);
     let name = first.file_name().unwrap().to_str().unwrap();
-    assert!(out.contains("corruption: ") && out.contains(name), "{out}");
+    assert!(out.contains("damage") && out.contains(name), "{out}");
     assert!(out.contains("invalid frame in a sealed segment"), "{out}");
-    assert!(out.contains("result: corrupt"), "{out}");
+    assert!(out.contains("result: damaged"), "{out}");
     assert_eq!(snapshot(&flipped), before, "verify changed nothing");
-    // Reading it fails, naming the file and position, and points at verify.
+    // Reading stops at the damage: the events before it, then the error naming the file.
     let output = weir(
         &["replay", "t", "--data-dir", flipped.to_str().unwrap()],
         b"",
     );
     assert!(stderr(&output).contains(name), "{}", stderr(&output));
-    fails(output, 1, "weir verify");
+    assert!(!stdout(&output).is_empty(), "the events before the damage");
+    assert_eq!(output.status.code(), Some(1));
 
     // A missing index: derived data, rebuilt at open.
     let unindexed = dir.path().join("unindexed");
@@ -765,7 +767,7 @@ fn verify_reports_damage_and_repair_cuts_only_when_asked() {
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     let out = stdout(&output);
     assert!(
-        out.contains("rebuild the index") && out.contains("missing"),
+        out.contains("needs rebuilding") && out.contains("Missing"),
         "{out}"
     );
 
@@ -778,26 +780,35 @@ fn verify_reports_damage_and_repair_cuts_only_when_asked() {
     assert!(stderr(&output).contains("--yes"), "{}", stderr(&output));
     assert_eq!(snapshot(&flipped), before);
     let out = ok(weir(&["repair", "--data-dir", f, "--yes"], b""));
-    assert!(out.contains("repaired: 1 partition(s) cut"), "{out}");
+    assert!(out.contains("repaired: 1 partition(s) mended"), "{out}");
+    assert!(out.contains("1 event(s) lost"), "{out}");
     let out = ok(verify(&flipped));
     assert!(out.contains("result: clean"), "{out}");
-    let replayed = ok(weir(
+    // Only the damaged frame's event is lost (one event per append here): every event after
+    // it is kept, and the replay says which offset was lost.
+    let output = weir(
         &["replay", "t", "--template", "{offset}", "--data-dir", f],
         b"",
-    ));
-    let kept = replayed.lines().count();
-    assert!(kept < 60, "the events from the damage on are cut: {kept}");
-    assert_eq!(
-        replayed,
-        (0..kept).map(|i| format!("{i}\n")).collect::<String>(),
-        "a dense prefix survives"
     );
-    // Offsets are never reused: the next event continues from the cut.
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("lost to damage"),
+        "{}",
+        stderr(&output)
+    );
+    let replayed: Vec<u64> = stdout(&output)
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    assert_eq!(replayed.len(), 59, "{replayed:?}");
+    let lost: Vec<u64> = (0..60).filter(|o| !replayed.contains(o)).collect();
+    assert_eq!(lost.len(), 1, "{replayed:?}");
+    // Offsets are never reused: the next event continues after the last one.
     let out = ok(weir(
         &["produce", "t", "--print-offsets", "--data-dir", f],
         b"after\n",
     ));
-    assert_eq!(out, format!("0 {kept}\n"));
+    assert_eq!(out, "0 60\n");
 }
 
 /// `weir verify` reads the journal files a node that did not stop cleanly leaves: repairable

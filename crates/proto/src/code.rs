@@ -134,6 +134,13 @@ error_codes! {
     /// writable; retry once space is freed. A produce spanning partitions may have written
     /// those before the one that did not fit (a retry can repeat them, as after a lost ack).
     StorageFull = 204 => "storage_full",
+    /// The partition's acknowledged data is damaged (the message names the file and byte
+    /// position): it serves reads below the damage and takes no appends until an operator runs
+    /// `weir repair`. Other partitions are not affected.
+    Damaged = 205 => "damaged",
+    /// The read started at events lost to damage (`weir repair` replaced them with a marker);
+    /// `offsets` holds the lost range: read on from its end.
+    EventsLost = 206 => "events_lost",
 }
 
 impl fmt::Display for ErrorCode {
@@ -214,6 +221,8 @@ mod tests {
             (ErrorCode::Unavailable, 202, "unavailable"),
             (ErrorCode::Internal, 203, "internal"),
             (ErrorCode::StorageFull, 204, "storage_full"),
+            (ErrorCode::Damaged, 205, "damaged"),
+            (ErrorCode::EventsLost, 206, "events_lost"),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for &(code, number, name) in table {
@@ -224,7 +233,7 @@ mod tests {
 
     #[test]
     fn unknown_numbers_are_kept() {
-        for number in [0, 11, 99, 114, 205, 999, u16::MAX] {
+        for number in [0, 11, 99, 114, 207, 999, u16::MAX] {
             let code = ErrorCode::from_u16(number);
             assert_eq!(code, ErrorCode::Unknown(number));
             assert_eq!(code.as_u16(), number);

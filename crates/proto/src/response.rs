@@ -309,6 +309,9 @@ pub enum CloseReason {
     ByteLimit,
     /// Variant 2: fewer events were at the tail and `max_wait_ms` ran out.
     TailWait,
+    /// Variant 3: the events after it were lost to damage (the group steps over them) or are
+    /// damaged (the next fetch fails with the damage).
+    BeforeLost,
 }
 
 /// The events of a read or a batch, in one of two shapes; the node picks one per response.

@@ -299,6 +299,7 @@ fn response() -> impl Strategy<Value = Response> {
         Just(CloseReason::Full),
         Just(CloseReason::ByteLimit),
         Just(CloseReason::TailWait),
+        Just(CloseReason::BeforeLost),
     ];
     let offsets = option::of((any::<u64>(), any::<u64>()).prop_map(
         |(start_offset, end_offset)| OffsetRange {

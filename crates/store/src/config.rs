@@ -153,11 +153,11 @@ pub struct StoreConfig {
     /// segments the old one covered are fsynced, and it is removed. Default 64 MiB; at least
     /// 16 KiB.
     pub journal_bytes_max: u64,
-    /// Whether the journal replay at open skips (and reports, in
-    /// `JournalRecovery::gaps_skipped`) frames that a partition cannot take because events
-    /// before them are missing, instead of refusing to open. Only for `weir repair`, after it
-    /// cut a corrupt partition short: those events are lost with the cut. Default false.
-    pub journal_skip_gaps: bool,
+    /// Open as `weir repair` does: a journal file with a damaged block is salvaged (every
+    /// valid block written back) instead of refused, and where a partition lacks events that
+    /// a journaled frame follows (the damaged block held them), a lost-events marker records
+    /// them (`JournalRecovery::lost`). Default false.
+    pub journal_repair: bool,
     /// The clock stamping events and timing leases (tests inject a manual one).
     pub clock: Arc<dyn Clock>,
     /// The file system under topics and partitions: the real one by default; fault tests
@@ -174,7 +174,7 @@ impl std::fmt::Debug for StoreConfig {
             .field("blocking_threads", &self.blocking_threads)
             .field("journal_frame_bytes_max", &self.journal_frame_bytes_max)
             .field("journal_bytes_max", &self.journal_bytes_max)
-            .field("journal_skip_gaps", &self.journal_skip_gaps)
+            .field("journal_repair", &self.journal_repair)
             .finish_non_exhaustive()
     }
 }
@@ -189,7 +189,7 @@ impl Default for StoreConfig {
             blocking_threads: 16,
             journal_frame_bytes_max: JOURNAL_FRAME_BYTES_MAX_DEFAULT,
             journal_bytes_max: JOURNAL_BYTES_MAX_DEFAULT,
-            journal_skip_gaps: false,
+            journal_repair: false,
             clock: Arc::new(SystemClock),
             storage: Arc::new(weir_log::StdStorage),
         }

@@ -172,6 +172,21 @@ pub enum Error {
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
 
+    /// Events of a partition were lost to damage: `weir repair` replaced the damaged bytes with
+    /// a marker that stands for these offsets. Reads and replay report them and go on after
+    /// them; consumer groups step over them.
+    #[error("topic {topic:?} partition {partition}: offsets {first_offset}..{end_offset} were lost to damage (`weir repair` marked them)")]
+    EventsLost {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The first lost offset.
+        first_offset: u64,
+        /// The offset after the last lost one.
+        end_offset: u64,
+    },
+
     /// The store was closed.
     #[error("the store is closed")]
     Closed,

@@ -19,20 +19,15 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use weir_log::{is_storage_full, JournalPoint, Log, OpenMode, Storage, StorageFile};
 
 use crate::error::{Error, Result};
-use crate::journal_format::{self, BlockBuilder, JOURNAL_HEADER_LEN};
+use crate::journal_format::{self, BlockBuilder, JournalCorrupt, JOURNAL_HEADER_LEN};
+use crate::recovery::{journal_file_name, JournalSurvey, JOURNAL_DIR, JOURNAL_TMP_SUFFIX};
 use crate::store::lock;
 use crate::topic::{self, Topic};
 
-/// The journal directory under the data directory.
-pub(crate) const JOURNAL_DIR: &str = "journal";
-/// Suffix of journal files.
-const JOURNAL_SUFFIX: &str = ".wjl";
 /// Zeros written ahead of a journal file's end at a time (see `Journal::zeros_ahead`).
 const ZEROS_AHEAD_BYTES: u64 = 1 << 20;
 /// The zeros it writes, a slice at a time.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-/// Suffix of a journal file being created.
-const TMP_SUFFIX: &str = ".tmp";
 
 /// The store's journal (see the module docs).
 pub(crate) struct Journal {
@@ -43,6 +38,9 @@ pub(crate) struct Journal {
     /// Signalled when a group commit ends (or fails).
     committed: Condvar,
     poison: OnceLock<String>,
+    /// The files replayed at open hold frames of damaged partitions: never removed by this
+    /// run (`weir repair` writes them back).
+    keep_files: bool,
 }
 
 struct State {
@@ -104,7 +102,7 @@ impl Drop for LeadGuard<'_> {
 }
 
 fn file_name(sequence: u64) -> String {
-    format!("{sequence:020}{JOURNAL_SUFFIX}")
+    journal_file_name(sequence)
 }
 
 /// What replaying the journal at open did.
@@ -121,10 +119,16 @@ pub struct JournalRecovery {
     pub torn_bytes: u64,
     /// Journaled frames of topics deleted since.
     pub skipped_deleted: u64,
-    /// Only with `StoreConfig::journal_skip_gaps` (`weir repair`): journaled events skipped
-    /// because events before them are missing from their partition, as (topic, partition,
-    /// first offset skipped, events).
-    pub gaps_skipped: Vec<(String, u32, u64, u64)>,
+    /// Journaled frames not written back because their partition is damaged (it opened
+    /// read-only): the journal files are kept for `weir repair`.
+    pub skipped_damaged: u64,
+    /// Only with `StoreConfig::journal_repair` (`weir repair`): damaged journal blocks
+    /// skipped.
+    pub damaged_blocks: usize,
+    /// Only with `StoreConfig::journal_repair`: events recorded as lost because a journaled
+    /// frame followed them and the partition lacked them (a damaged block held them), as
+    /// (topic, partition, first offset, end offset).
+    pub lost: Vec<(String, u32, u64, u64)>,
 }
 
 impl Journal {
@@ -139,6 +143,7 @@ impl Journal {
         root: &Path,
         config: &crate::config::StoreConfig,
         topics: &BTreeMap<String, Arc<Topic>>,
+        survey: &JournalSurvey,
     ) -> Result<(Journal, JournalRecovery)> {
         let storage = config.storage.clone();
         let bytes_max = config.journal_bytes_max;
@@ -147,19 +152,32 @@ impl Journal {
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
         topic::sync_dir(&*storage, root)?;
-        let (files, recovery) = replay(&dir, &*storage, topics, config.journal_skip_gaps)?;
-        let sequence = files
-            .iter()
-            .map(|(sequence, _)| sequence + 1)
-            .max()
-            .unwrap_or(0);
-        let file = create_file(&dir, &*storage, sequence)?;
-        // The new file is in place: the old ones are no longer needed (their frames are
-        // fsynced in the segments).
-        for (_, path) in &files {
+        for path in &survey.interrupted {
+            // A file whose creation a crash interrupted: it never took a block.
             storage
                 .remove_file(path)
                 .map_err(|e| Error::io("remove", path, e))?;
+        }
+        for path in &survey.foreign {
+            tracing::warn!(path = %path.display(), "ignoring a file in the journal directory that is not a journal file");
+        }
+        let recovery = replay(&*storage, topics, survey, config.journal_repair)?;
+        let sequence = survey.files.last().map_or(0, |file| file.sequence + 1);
+        let file = create_file(&dir, &*storage, sequence)?;
+        // The new file is in place: the old ones are no longer needed (their frames are
+        // fsynced in the segments) — unless a damaged partition could not take its frames:
+        // then they stay for `weir repair` (the next open replays them again, harmlessly).
+        if recovery.skipped_damaged == 0 {
+            for old in &survey.files {
+                storage
+                    .remove_file(&old.path)
+                    .map_err(|e| Error::io("remove", &old.path, e))?;
+            }
+        } else {
+            tracing::warn!(
+                frames = recovery.skipped_damaged,
+                "journal files kept: they hold frames of damaged partitions, for `weir repair`"
+            );
         }
         topic::sync_dir(&*storage, &dir)?;
         let journal = Journal {
@@ -184,6 +202,7 @@ impl Journal {
             }),
             committed: Condvar::new(),
             poison: OnceLock::new(),
+            keep_files: recovery.skipped_damaged > 0,
         };
         Ok((journal, recovery))
     }
@@ -516,6 +535,13 @@ impl Journal {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
         }
+        if self.keep_files {
+            // Frames of a damaged partition, which could not take them: for `weir repair`.
+            tracing::warn!(
+                "the journal stays: it holds frames of damaged partitions, for `weir repair`"
+            );
+            return Ok(());
+        }
         for topic in topics {
             for (partition, log) in topic.partitions.iter().enumerate() {
                 if let Err(error) = log.sync_segment() {
@@ -566,7 +592,7 @@ fn sync_segments<'a>(
 /// renamed into place, directory fsynced.
 fn create_file(dir: &Path, storage: &dyn Storage, sequence: u64) -> Result<Arc<dyn StorageFile>> {
     let path = dir.join(file_name(sequence));
-    let tmp = dir.join(format!("{}{TMP_SUFFIX}", file_name(sequence)));
+    let tmp = dir.join(format!("{}{JOURNAL_TMP_SUFFIX}", file_name(sequence)));
     let file = storage
         .open(&tmp, OpenMode::CreateTruncate)
         .map_err(|e| Error::io("create", &tmp, e))?;
@@ -580,60 +606,50 @@ fn create_file(dir: &Path, storage: &dyn Storage, sequence: u64) -> Result<Arc<d
     Ok(file)
 }
 
-/// Reads every journal file in `dir` in sequence order and writes the frames the partitions
-/// lack back into them; fsyncs those partitions. Returns the files read (sequence, path).
+/// Writes the journaled frames the partitions lack back into them, in journal order, and
+/// fsyncs every partition the journal names. A damaged partition (opened read-only) is left
+/// alone. With `repair`, damaged blocks are skipped and a gap before a journaled frame is
+/// recorded as lost events.
 fn replay(
-    dir: &Path,
     storage: &dyn Storage,
     topics: &BTreeMap<String, Arc<Topic>>,
-    skip_gaps: bool,
-) -> Result<(Vec<(u64, PathBuf)>, JournalRecovery)> {
-    let mut files = Vec::new();
-    for name in storage
-        .list_dir(dir)
-        .map_err(|e| Error::io("list", dir, e))?
-    {
-        let path = dir.join(&name);
-        if name.ends_with(TMP_SUFFIX) {
-            // A file whose creation a crash interrupted: it never took a block.
-            storage
-                .remove_file(&path)
-                .map_err(|e| Error::io("remove", &path, e))?;
-            continue;
-        }
-        let sequence = name
-            .strip_suffix(JOURNAL_SUFFIX)
-            .filter(|digits| digits.len() == 20)
-            .and_then(|digits| digits.parse::<u64>().ok());
-        match sequence {
-            Some(sequence) => files.push((sequence, path)),
-            None => {
-                tracing::warn!(path = %path.display(), "ignoring a file in the journal directory that is not a journal file");
-            }
-        }
-    }
-    files.sort();
+    survey: &JournalSurvey,
+    repair: bool,
+) -> Result<JournalRecovery> {
     let by_id: HashMap<u64, &Arc<Topic>> = topics
         .values()
         .map(|topic| (topic.meta.id, topic))
         .collect();
     let mut recovery = JournalRecovery {
-        files: files.len(),
+        files: survey.files.len(),
         ..JournalRecovery::default()
     };
     let mut restored: BTreeMap<(String, u32), (Arc<Log>, u64)> = BTreeMap::new();
-    for (sequence, path) in &files {
+    for file in &survey.files {
+        let path = &file.path;
         let bytes = topic::read_whole(storage, path, usize::MAX as u64)?;
-        let decoded = journal_format::decode_journal(&bytes).map_err(|corrupt| Error::Corrupt {
-            path: path.clone(),
-            reason: corrupt.to_string(),
-        })?;
-        if decoded.sequence != *sequence {
-            return Err(Error::Corrupt {
-                path: path.clone(),
-                reason: format!("its header says sequence {}", decoded.sequence),
-            });
+        let salvaged = match journal_format::salvage_journal(&bytes) {
+            Ok(salvaged) if file.damage.is_empty() || repair => salvaged,
+            Ok(_) | Err(_) if repair => {
+                recovery.damaged_blocks += file.damage.len();
+                continue;
+            }
+            Ok(_) | Err(_) => {
+                let first = file.damage.first().cloned().unwrap_or(JournalCorrupt {
+                    position: 0,
+                    reason: "the journal file does not decode".into(),
+                });
+                return Err(Error::Corrupt {
+                    path: path.clone(),
+                    reason: first.to_string(),
+                });
+            }
+        };
+        recovery.damaged_blocks += salvaged.damage.len();
+        for damage in &salvaged.damage {
+            tracing::warn!(journal = %path.display(), position = damage.position, reason = %damage.reason, "skipped a damaged journal block (repair)");
         }
+        let decoded = salvaged.journal;
         if !decoded.tail_is_zeros {
             tracing::warn!(journal = %path.display(), position = decoded.valid_len, bytes = decoded.torn_bytes, "cut a torn tail from the journal (a group commit a crash interrupted; never acknowledged)");
             recovery.torn_bytes += decoded.torn_bytes;
@@ -652,29 +668,29 @@ fn replay(
                         block.position, entry.partition, topic.partition_count()
                     ),
                 })?;
+                if log.damage().is_some() {
+                    recovery.skipped_damaged += 1;
+                    continue;
+                }
                 // Every partition named is fsynced below, restored or not: after a process
                 // crash its segment may hold the frames only in the page cache.
                 let slot = restored
                     .entry((name.clone(), entry.partition))
                     .or_insert_with(|| (log.clone(), 0));
-                match log.restore_frame(entry.frame) {
-                    Ok(events) => slot.1 += events,
-                    Err(weir_log::Error::UnexpectedOffset { expected, actual }) if skip_gaps => {
-                        let events = weir_log::format::check_frame(entry.frame)
-                            .map_or(0, |header| u64::from(header.event_count));
-                        tracing::warn!(topic = %name, partition = entry.partition, first_offset = expected, events, log_end = actual, "skipped journaled events that follow missing ones (repair)");
-                        match recovery.gaps_skipped.iter_mut().find(|gap| {
-                            gap.0 == *name && gap.1 == entry.partition
-                        }) {
-                            Some(gap) => gap.3 += events,
-                            None => recovery.gaps_skipped.push((
-                                name.clone(),
-                                entry.partition,
-                                expected,
-                                events,
-                            )),
-                        }
+                let mut written = log.restore_frame(entry.frame);
+                if let Err(weir_log::Error::UnexpectedOffset { expected, actual }) = written {
+                    if repair && expected > actual {
+                        log.append_lost(actual, expected)
+                            .map_err(|e| Error::from_log(name, entry.partition, e))?;
+                        tracing::warn!(topic = %name, partition = entry.partition, first_offset = actual, end_offset = expected, "recorded as lost the events a damaged journal block held (repair)");
+                        recovery
+                            .lost
+                            .push((name.clone(), entry.partition, actual, expected));
+                        written = log.restore_frame(entry.frame);
                     }
+                }
+                match written {
+                    Ok(events) => slot.1 += events,
                     Err(weir_log::Error::UnexpectedOffset { expected, actual }) => {
                         return Err(Error::Corrupt {
                             path: path.clone(),
@@ -697,5 +713,5 @@ fn replay(
             recovery.restored.push((name, partition, events));
         }
     }
-    Ok((files, recovery))
+    Ok(recovery)
 }

@@ -179,6 +179,29 @@ fn corrupt(position: usize, reason: impl Into<String>) -> JournalCorrupt {
 /// [`JournalCorrupt`] with the byte position: a bad header, a damaged block followed by a
 /// valid one, a block whose CRC matches but whose entries do not fill it exactly.
 pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt> {
+    let salvaged = salvage_journal(bytes)?;
+    match salvaged.damage.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(salvaged.journal),
+    }
+}
+
+/// What [`salvage_journal`] could read of a damaged journal file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SalvagedJournal<'a> {
+    /// The valid blocks, in order, damaged ones skipped.
+    pub journal: DecodedJournal<'a>,
+    /// The damaged blocks skipped (empty: the file is as [`decode_journal`] reads it).
+    pub damage: Vec<JournalCorrupt>,
+}
+
+/// Reads every valid block of a journal file, skipping damaged ones (each followed by a valid
+/// block: see [`decode_journal`]) and reporting them: what `weir repair` writes back. The one
+/// decoder: [`decode_journal`] is this, failing at the first damage.
+///
+/// # Errors
+/// [`JournalCorrupt`] if the header is damaged (nothing in the file can be trusted).
+pub fn salvage_journal(bytes: &[u8]) -> Result<SalvagedJournal<'_>, JournalCorrupt> {
     if bytes.len() < JOURNAL_HEADER_LEN {
         return Err(corrupt(
             0,
@@ -207,26 +230,40 @@ pub fn decode_journal(bytes: &[u8]) -> Result<DecodedJournal<'_>, JournalCorrupt
     }
     let sequence = u64_at(bytes, SEQUENCE_AT).unwrap_or_default();
     let mut blocks = Vec::new();
+    let mut damage = Vec::new();
     let mut at = JOURNAL_HEADER_LEN;
-    while let Some((block, next)) = block_at(bytes, at, sequence)? {
-        blocks.push(block);
-        at = next;
+    loop {
+        match block_at(bytes, at, sequence) {
+            Ok(Some((block, next))) => {
+                blocks.push(block);
+                at = next;
+            }
+            Ok(None) => break,
+            Err((corrupt, next)) => {
+                damage.push(corrupt);
+                at = next;
+            }
+        }
     }
-    Ok(DecodedJournal {
-        sequence,
-        blocks,
-        valid_len: at as u64,
-        torn_bytes: (bytes.len() - at) as u64,
-        tail_is_zeros: bytes[at..].iter().all(|&b| b == 0),
+    Ok(SalvagedJournal {
+        journal: DecodedJournal {
+            sequence,
+            blocks,
+            valid_len: at as u64,
+            torn_bytes: (bytes.len() - at) as u64,
+            tail_is_zeros: bytes[at..].iter().all(|&b| b == 0),
+        },
+        damage,
     })
 }
 
-/// The block at `at` and the position after it; `None` at the end or at a torn tail.
+/// The block at `at` and the position after it; `None` at the end or at a torn tail. A damaged
+/// block is an error with where the next valid block starts (or the end of the bad block).
 fn block_at(
     bytes: &[u8],
     at: usize,
     sequence: u64,
-) -> Result<Option<(JournalBlock<'_>, usize)>, JournalCorrupt> {
+) -> Result<Option<(JournalBlock<'_>, usize)>, (JournalCorrupt, usize)> {
     let Some(body) = checked_body(bytes, at) else {
         // Damaged or cut short. If a valid block of this file starts anywhere after it (its
         // own length field may be what is damaged), this one was written, fsynced and
@@ -238,25 +275,34 @@ fn block_at(
                 && checked_body(bytes, next).is_some()
         });
         if let Some(next) = later {
-            return Err(corrupt(
-                at,
-                format!(
-                    "a journal block fails its checks but a valid block follows it at byte {next}"
+            return Err((
+                corrupt(
+                    at,
+                    format!(
+                        "a journal block fails its checks but a valid block follows it at byte \
+                         {next}"
+                    ),
                 ),
+                next,
             ));
         }
         return Ok(None);
     };
     let body_at = at + BLOCK_HEADER_LEN;
+    let after = body_at + body.len();
     if u64_at(body, 0) != Some(sequence) || u64_at(body, 8) != Some(at as u64) {
-        return Err(corrupt(
-            at,
-            "a journal block names another file or position (a block where it does not belong)",
+        return Err((
+            corrupt(
+                at,
+                "a journal block names another file or position (a block where it does not \
+                 belong)",
+            ),
+            after,
         ));
     }
     let count = u32_at(body, 16).unwrap_or_default();
     if count == 0 {
-        return Err(corrupt(at, "a journal block holds no entries"));
+        return Err((corrupt(at, "a journal block holds no entries"), after));
     }
     let mut entries = Vec::new();
     let mut in_body = BODY_HEADER_LEN;
@@ -267,22 +313,28 @@ fn block_at(
             u32_at(body, in_body + 8),
             u32_at(body, in_body + 12),
         ) else {
-            return Err(corrupt(entry_at, "a journal entry runs past its block"));
+            return Err((
+                corrupt(entry_at, "a journal entry runs past its block"),
+                after,
+            ));
         };
         let frame_at = in_body + ENTRY_HEADER_LEN;
         let Some(frame) = frame_at
             .checked_add(frame_len as usize)
             .and_then(|frame_end| body.get(frame_at..frame_end))
         else {
-            return Err(corrupt(
-                entry_at,
-                "a journal entry's frame runs past its block",
+            return Err((
+                corrupt(entry_at, "a journal entry's frame runs past its block"),
+                after,
             ));
         };
         if !matches!(weir_log::format::peek_frame_len(frame), Ok(Some(len)) if len == frame_len) {
-            return Err(corrupt(
-                entry_at,
-                "a journal entry's frame length disagrees with the frame it holds",
+            return Err((
+                corrupt(
+                    entry_at,
+                    "a journal entry's frame length disagrees with the frame it holds",
+                ),
+                after,
             ));
         }
         entries.push(JournalEntry {
@@ -293,9 +345,12 @@ fn block_at(
         in_body = frame_at + frame_len as usize;
     }
     if in_body != body.len() {
-        return Err(corrupt(
-            body_at + in_body,
-            "a journal block has bytes after its last entry",
+        return Err((
+            corrupt(
+                body_at + in_body,
+                "a journal block has bytes after its last entry",
+            ),
+            after,
         ));
     }
     Ok(Some((

@@ -57,6 +57,7 @@ pub mod journal_format;
 mod maintenance;
 mod metrics;
 mod partitioner;
+pub mod recovery;
 mod replay;
 mod store;
 mod topic;
@@ -71,8 +72,8 @@ pub use crate::journal::JournalRecovery;
 pub use crate::partitioner::{murmur2, partition_for_key, Partitioning};
 pub use crate::replay::{Replay, ReplayFrom, ReplayOptions};
 pub use crate::store::{
-    PartitionDescription, PartitionRecovery, Produced, Record, Store, StoreBuilder,
-    StoreRecoveryReport, TopicDescription, LOCK_FILE,
+    DamagedPartition, PartitionDescription, PartitionRecovery, Produced, Record, Store,
+    StoreBuilder, StoreRecoveryReport, TopicDescription, LOCK_FILE,
 };
 pub use weir_batch::{Batch, BatchId, CloseReason, CommitPolicy};
 pub use weir_log::Event;

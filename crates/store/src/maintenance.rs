@@ -1,7 +1,8 @@
 //! The store's background thread: on every `maintenance_interval_ms` it applies retention to
 //! every partition, fsyncs `IntervalLossy` topics (so an idle topic's last writes do not wait
-//! for the next append), commits the acknowledged progress of interval-policy groups, and
-//! publishes group metrics. It holds only a weak reference to the store and stops when the
+//! for the next append), refreshes every partition's recovery checkpoint to what is fsynced,
+//! commits the acknowledged progress of interval-policy groups, and publishes group metrics
+//! and which partitions are damaged. It holds only a weak reference to the store and stops when the
 //! store closes.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -37,18 +38,32 @@ pub(crate) fn start(
 }
 
 fn run_once(inner: &Inner) {
+    let mut damaged = 0usize;
     for topic in inner.topics_snapshot() {
         for (partition, log) in topic.partitions.iter().enumerate() {
+            let is_damaged = log.damage().is_some();
+            crate::metrics::partition_damaged(&topic.meta.name, partition as u32, is_damaged);
+            if is_damaged {
+                // Reads only until `weir repair`: nothing to sync, retain or checkpoint.
+                damaged += 1;
+                continue;
+            }
             if let TopicSync::IntervalLossy { .. } = topic.meta.config.sync {
                 if let Err(error) = log.sync() {
                     tracing::error!(topic = %topic.meta.name, partition, %error, "interval fsync failed");
                 }
+            }
+            // So that an event damaged after its acknowledgement is known for acknowledged even
+            // when nothing was appended after it (docs/durability.md, "Recovery").
+            if let Err(error) = log.refresh_checkpoint() {
+                tracing::error!(topic = %topic.meta.name, partition, %error, "refreshing the recovery checkpoint failed");
             }
             if let Err(error) = log.apply_retention() {
                 tracing::warn!(topic = %topic.meta.name, partition, %error, "retention failed");
             }
         }
     }
+    crate::metrics::partitions_damaged(damaged);
     let groups: Vec<_> = lock(&inner.groups)
         .values()
         .filter_map(Weak::upgrade)

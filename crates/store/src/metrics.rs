@@ -19,6 +19,8 @@
 //! | `weir_group_lag_events` | gauge | group, topic, partition |
 //! | `weir_group_lag_seconds` | gauge | group, topic, partition |
 //! | `weir_group_in_flight_batches` | gauge | group, topic, partition |
+//! | `weir_partitions_damaged` | gauge: partitions whose acknowledged data is damaged (reads stop at the damage, appends refused until `weir repair`) | |
+//! | `weir_partition_damaged` | gauge, 1 while the partition is damaged | topic, partition |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,4 +81,15 @@ pub(crate) fn group_partition(group: &str, topic: &str, partition: u32, stats: &
     metrics::gauge!("weir_group_in_flight_batches", &labels).set(f64::from(stats.state.in_flight));
     metrics::counter!("weir_batches_dead_lettered_total", &labels)
         .absolute(stats.state.dead_letters);
+}
+
+/// Whether one partition is damaged (set every maintenance pass).
+pub(crate) fn partition_damaged(topic: &str, partition: u32, damaged: bool) {
+    metrics::gauge!("weir_partition_damaged", "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(if damaged { 1.0 } else { 0.0 });
+}
+
+/// How many partitions are damaged.
+pub(crate) fn partitions_damaged(count: usize) {
+    metrics::gauge!("weir_partitions_damaged").set(count as f64);
 }

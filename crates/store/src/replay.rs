@@ -63,7 +63,9 @@ impl ReplayOptions {
 }
 
 /// Events of one partition, in offset order. As an [`Iterator`] it blocks at the end when
-/// following; [`Replay::next_timeout`] bounds the wait.
+/// following; [`Replay::next_timeout`] bounds the wait. Events lost to damage (a marker `weir
+/// repair` wrote stands for them) come as one [`Error::EventsLost`] item, after which the
+/// replay goes on.
 #[derive(Debug)]
 pub struct Replay {
     topic: String,
@@ -129,8 +131,9 @@ impl Replay {
     /// (or at `to_offset`), or when the wait ran out while following.
     ///
     /// # Errors
-    /// [`Error::OffsetOutOfRange`] if retention removed the events being replayed;
-    /// [`Error::Log`] (I/O, corruption).
+    /// [`Error::EventsLost`] for events lost to damage (`weir repair` marked them; the next
+    /// call goes on after them); [`Error::OffsetOutOfRange`] if retention removed the events
+    /// being replayed; [`Error::Log`] (I/O, corruption).
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Event>> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -153,6 +156,15 @@ impl Replay {
                 self.next_offset = batch.next_offset();
                 self.buffered.extend(batch.events());
                 continue;
+            }
+            if let Some(lost) = batch.lost() {
+                self.next_offset = lost.end.min(limit);
+                return Err(Error::EventsLost {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    first_offset: lost.start,
+                    end_offset: lost.end,
+                });
             }
             if !self.options.follow {
                 return Ok(None);
@@ -182,6 +194,8 @@ impl Iterator for Replay {
                     if self.options.follow
                         && self.next_offset < self.options.to_offset.unwrap_or(u64::MAX) => {}
                 Ok(None) => return None,
+                // Lost events are reported, and the replay goes on after them.
+                Err(error @ Error::EventsLost { .. }) => return Some(Err(error)),
                 Err(error) => {
                     self.failed = true;
                     return Some(Err(error));

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::journal::Journal;
 use crate::metrics as store_metrics;
 use crate::partitioner::{partition_for_key, Partitioning};
+use crate::recovery::{JournalSurvey, Witnesses};
 use crate::replay::{Replay, ReplayFrom, ReplayOptions};
 use crate::topic::{self, Topic, TopicMeta, DELETED_PREFIX, TOPIC_FORMAT_VERSION};
 
@@ -131,6 +132,20 @@ pub struct PartitionDescription {
     pub newest_timestamp_ms: Option<u64>,
 }
 
+/// A partition whose acknowledged data is damaged (see [`Store::damaged_partitions`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DamagedPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: u32,
+    /// Reads see offsets below this.
+    pub readable_end: u64,
+    /// The damage: file, byte position, what is wrong.
+    pub damage: String,
+}
+
 /// What opening the store did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -147,6 +162,14 @@ pub struct StoreRecoveryReport {
 }
 
 impl StoreRecoveryReport {
+    /// The partitions whose acknowledged data is damaged: they opened read-only below the
+    /// damage and take no writes until `weir repair` mends them.
+    pub fn damaged(&self) -> impl Iterator<Item = &PartitionRecovery> {
+        self.partitions
+            .iter()
+            .filter(|p| !p.report.damage.is_empty())
+    }
+
     /// Torn tails cut, over all partitions: tails that held something other than zeros (a
     /// write a crash cut short, or writes that reached the disk out of order).
     pub fn torn_tails(&self) -> usize {
@@ -225,11 +248,11 @@ impl StoreBuilder {
         self
     }
 
-    /// Skip journaled frames that follow missing events at open, reporting them, instead of
-    /// refusing to open (for `weir repair` after a cut; default false). See
-    /// [`StoreConfig::journal_skip_gaps`].
-    pub fn journal_skip_gaps(mut self, skip: bool) -> Self {
-        self.config.journal_skip_gaps = skip;
+    /// Open as `weir repair` does (default false): salvage damaged journal files, and record
+    /// as lost the events a damaged block held where a partition lacks them. See
+    /// [`StoreConfig::journal_repair`].
+    pub fn journal_repair(mut self, repair: bool) -> Self {
+        self.config.journal_repair = repair;
         self
     }
 
@@ -334,30 +357,70 @@ impl Store {
             .create_dir_all(&topics_dir)
             .map_err(|e| Error::io("create directory", &topics_dir, e))?;
         topic::sync_dir(&*storage, &root)?;
+
+        // First everything recovery decides on, read without changing a byte: the journal,
+        // the committed offsets and the topics' metadata. A start that refuses refuses here,
+        // having written nothing (`docs/durability.md`, "Recovery").
+        let journal_survey = JournalSurvey::read(&*storage, &root)?;
+        if !config.journal_repair {
+            if let Some((path, corrupt)) = journal_survey.damage().next() {
+                return Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "{corrupt}: an acknowledged journal block is damaged (`weir repair` \
+                         writes back every valid block and records what the damaged one held, \
+                         where the partitions lack it, as lost)"
+                    ),
+                });
+            }
+        }
         let offsets = Arc::new(
             OffsetStore::open(&weir_offsets::Config::new(root.join("offsets")))?
                 .with_clock(Arc::new(ClockAdapter(config.clock.clone()))),
         );
-
-        let mut report = StoreRecoveryReport::default();
-        let mut topics = BTreeMap::new();
+        let mut witnesses = Witnesses::from_journal(&journal_survey);
+        witnesses.add_committed(&offsets)?;
         let mut names: Vec<String> = storage
             .list_dir(&topics_dir)
             .map_err(|e| Error::io("list", &topics_dir, e))?;
         names.sort();
+        let mut interrupted = Vec::new();
+        let mut metas = Vec::new();
         for name in names {
             let dir = topics_dir.join(&name);
             if name.starts_with(DELETED_PREFIX) || !topic::meta_exists(&*storage, &dir)? {
                 // An interrupted deletion, or a creation that never reached its metadata file.
-                tracing::warn!(dir = %dir.display(), "removing an incomplete topic directory");
-                storage
-                    .remove_dir_all(&dir)
-                    .map_err(|e| Error::io("remove", &dir, e))?;
-                topic::sync_dir(&*storage, &topics_dir)?;
-                report.topics_removed.push(name);
+                interrupted.push((name, dir));
                 continue;
             }
-            let topic = Topic::open(dir, &config)?;
+            let meta = topic::read_checked_meta(&*storage, &dir, &config)?;
+            for partition in 0..meta.config.partitions {
+                let partition_dir = dir.join(partition.to_string());
+                if storage.list_dir(&partition_dir).is_err() {
+                    return Err(Error::Corrupt {
+                        path: partition_dir,
+                        reason: "the partition's directory is missing: its events are lost \
+                                 (`weir repair` creates it, marking what groups and the journal \
+                                 say it held as lost)"
+                            .into(),
+                    });
+                }
+            }
+            metas.push((name, dir, meta));
+        }
+
+        let mut report = StoreRecoveryReport::default();
+        for (name, dir) in interrupted {
+            tracing::warn!(dir = %dir.display(), "removing an incomplete topic directory");
+            storage
+                .remove_dir_all(&dir)
+                .map_err(|e| Error::io("remove", &dir, e))?;
+            topic::sync_dir(&*storage, &topics_dir)?;
+            report.topics_removed.push(name);
+        }
+        let mut topics = BTreeMap::new();
+        for (name, dir, meta) in metas {
+            let topic = Topic::open(dir, meta, &config, &witnesses)?;
             for (partition, log) in topic.partitions.iter().enumerate() {
                 report.partitions.push(PartitionRecovery {
                     topic: name.clone(),
@@ -369,13 +432,16 @@ impl Store {
         }
         // Before anything reads the partitions (the clamp below included): write back the
         // journaled events that a crash took from the segments.
-        let (journal, journal_recovery) = Journal::open(&root, &config, &topics)?;
+        let (journal, journal_recovery) = Journal::open(&root, &config, &topics, &journal_survey)?;
         report.journal = journal_recovery;
-        // A committed offset never points past the durable log end.
+        // A committed offset never points past the durable log end. (Not at a damaged
+        // partition: its end is where reads stop, and its committed offsets are the evidence
+        // of what `weir repair` must mark lost.)
         let clamp = offsets.clamp_to_log_ends(|topic, partition| {
             topics
                 .get(topic)
                 .and_then(|t: &Arc<Topic>| t.partitions.get(partition as usize))
+                .filter(|log| log.damage().is_none())
                 .map(|log| log.end_offset())
         })?;
         for clamped in &clamp.clamped {
@@ -404,6 +470,7 @@ impl Store {
             root = %root.display(),
             topics = topics.len(),
             partitions = report.partitions.len(),
+            damaged_partitions = report.damaged().count(),
             torn_tails = report.torn_tails(),
             zero_tails = report.zero_tails(),
             offsets_clamped = report.offsets_clamped.len(),
@@ -429,9 +496,16 @@ impl Store {
             nonce: AtomicU64::new(0),
             root,
         });
+        let mut damaged = 0;
         for topic in inner.topics_snapshot() {
             store_metrics::observe_topic(&topic);
+            for (partition, log) in topic.partitions.iter().enumerate() {
+                let is_damaged = log.damage().is_some();
+                damaged += usize::from(is_damaged);
+                store_metrics::partition_damaged(&topic.meta.name, partition as u32, is_damaged);
+            }
         }
+        store_metrics::partitions_damaged(damaged);
         let handle = crate::maintenance::start(
             Arc::downgrade(&inner),
             inner.stop.clone(),
@@ -449,6 +523,26 @@ impl Store {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// The partitions whose acknowledged data is damaged (found at open, or since by a read):
+    /// they serve reads below the damage and take no appends until `weir repair` mends them.
+    /// The rest of the store works on.
+    pub fn damaged_partitions(&self) -> Vec<DamagedPartition> {
+        let mut damaged = Vec::new();
+        for topic in self.inner.topics_snapshot() {
+            for (partition, log) in topic.partitions.iter().enumerate() {
+                if let Some(damage) = log.damage() {
+                    damaged.push(DamagedPartition {
+                        topic: topic.meta.name.clone(),
+                        partition: partition as u32,
+                        readable_end: log.end_offset(),
+                        damage: damage.to_string(),
+                    });
+                }
+            }
+        }
+        damaged
     }
 
     /// Creates a topic.

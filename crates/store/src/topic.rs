@@ -14,6 +14,7 @@ use weir_log::{Log, OpenMode, Storage};
 
 use crate::config::{StoreConfig, TopicConfig};
 use crate::error::{Error, Result};
+use crate::recovery::Witnesses;
 
 /// The metadata file of a topic.
 pub(crate) const TOPIC_FILE: &str = "topic.json";
@@ -89,51 +90,52 @@ impl Topic {
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create topic directory", &dir, e))?;
         sync_dir(storage, topics_dir)?;
-        let topic = Topic::open_logs(dir, meta, store)?;
+        let topic = Topic::open_logs(dir, meta, store, &Witnesses::default())?;
         write_meta(storage, &topic.dir, &topic.meta)?;
         Ok(topic)
     }
 
-    /// Opens a topic directory whose metadata file exists.
-    pub(crate) fn open(dir: PathBuf, store: &StoreConfig) -> Result<Topic> {
-        let meta = read_meta(&*store.storage, &dir)?;
-        let named = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if meta.name != named {
-            return Err(Error::Corrupt {
-                path: dir.join(TOPIC_FILE),
-                reason: format!(
-                    "names topic {:?} but lives in directory {named:?}",
-                    meta.name
-                ),
-            });
-        }
-        // A hand-edited or damaged file must not get past here (`partitions: 0` would divide by
-        // zero on the first keyless append).
-        if let Err(invalid) = meta.config.validate(store) {
-            return Err(Error::Corrupt {
-                path: dir.join(TOPIC_FILE),
-                reason: format!("holds a configuration that is not valid: {invalid}"),
-            });
-        }
+    /// Opens a topic directory with its checked metadata ([`read_checked_meta`]): each
+    /// partition's recovery decides with what `witnesses` know of it, and a damaged partition
+    /// opens read-only below its damage (the rest of the store works on).
+    pub(crate) fn open(
+        dir: PathBuf,
+        meta: TopicMeta,
+        store: &StoreConfig,
+        witnesses: &Witnesses,
+    ) -> Result<Topic> {
         let mut meta = meta;
         if meta.id == 0 {
             meta.id = new_topic_id();
             write_meta(&*store.storage, &dir, &meta)?;
         }
-        Topic::open_logs(dir, meta, store)
+        Topic::open_logs(dir, meta, store, witnesses)
     }
 
-    fn open_logs(dir: PathBuf, meta: TopicMeta, store: &StoreConfig) -> Result<Topic> {
+    fn open_logs(
+        dir: PathBuf,
+        meta: TopicMeta,
+        store: &StoreConfig,
+        witnesses: &Witnesses,
+    ) -> Result<Topic> {
         let log_config = meta.config.log_config(store);
         let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
         for partition in 0..meta.config.partitions {
-            let log = Log::open_with(
+            let options = weir_log::OpenOptions {
+                evidence: witnesses.evidence(&meta, partition),
+                on_damage: weir_log::OnDamage::ReadOnly,
+            };
+            let log = Log::open_with_options(
                 dir.join(partition.to_string()),
                 log_config.clone(),
                 store.storage.clone(),
                 store.clock.clone(),
+                &options,
             )
             .map_err(|e| Error::from_log(&meta.name, partition, e))?;
+            for damage in &log.recovery_report().damage {
+                tracing::error!(topic = %meta.name, partition, %damage, "the partition's acknowledged data is damaged: it serves reads below the damage and takes no writes until `weir repair`");
+            }
             partitions.push(Arc::new(log));
         }
         Ok(Topic {
@@ -205,6 +207,34 @@ pub(crate) fn meta_exists(storage: &dyn Storage, dir: &Path) -> Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("open", &path, e)),
     }
+}
+
+/// Reads a topic's metadata and checks it: its name is its directory's, its configuration is
+/// valid (a hand-edited or damaged file must not get past here: `partitions: 0` would divide by
+/// zero on the first keyless append).
+pub(crate) fn read_checked_meta(
+    storage: &dyn Storage,
+    dir: &Path,
+    store: &StoreConfig,
+) -> Result<TopicMeta> {
+    let meta = read_meta(storage, dir)?;
+    let named = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if meta.name != named {
+        return Err(Error::Corrupt {
+            path: dir.join(TOPIC_FILE),
+            reason: format!(
+                "names topic {:?} but lives in directory {named:?}",
+                meta.name
+            ),
+        });
+    }
+    if let Err(invalid) = meta.config.validate(store) {
+        return Err(Error::Corrupt {
+            path: dir.join(TOPIC_FILE),
+            reason: format!("holds a configuration that is not valid: {invalid}"),
+        });
+    }
+    Ok(meta)
 }
 
 fn read_meta(storage: &dyn Storage, dir: &Path) -> Result<TopicMeta> {

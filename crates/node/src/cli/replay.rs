@@ -83,7 +83,21 @@ pub(crate) async fn run(args: ReplayArgs) -> anyhow::Result<i32> {
             let wait = if args.follow { FOLLOW_POLL } else { Duration::ZERO };
             let read = tokio::select! {
                 _ = &mut interrupted => break,
-                read = client.read(&args.topic, args.partition, from, want, READ_BYTES, wait) => read?,
+                read = client.read(&args.topic, args.partition, from, want, READ_BYTES, wait) => read,
+            };
+            let read = match read {
+                Ok(read) => read,
+                Err(weir_client::Error::Server {
+                    code: weir_client::ErrorCode::EventsLost,
+                    message,
+                    offsets: Some(lost),
+                }) => {
+                    // Lost to damage and marked by `weir repair`: say so, and go on after them.
+                    eprintln!("weir: {message}; the replay goes on after them");
+                    from = ReadFrom::Offset(lost.end_offset);
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
             };
             let first = read.events.first().map_or(read.next_offset, |e| e.offset);
             let bar = progress.get_or_insert_with(|| {
