@@ -394,6 +394,11 @@ impl OffsetStore {
     /// [`Error::DuplicatePartition`] if a partition appears twice.
     pub fn commit_batch(&self, group: &str, commits: &[Commit<'_>]) -> Result<u64> {
         let (prepared, commit_time_ms) = self.prepare(group, commits)?;
+        if prepared.is_empty() {
+            // Nothing to write, so no commit sequence number: a number the store does not
+            // hold would make its witness claim a commit the store never had.
+            return Ok(commit_time_ms);
+        }
         let writer = self.lock_writer();
         let commit_seq = self.next_seq(&writer);
         // The writer lock orders this store's writers; the compare-and-swap (one block) or the
@@ -490,7 +495,8 @@ impl OffsetStore {
                     .map_err(|error| map_abort(error, Abort::Offsets))?;
                 user_writes(user).map_err(|error| map_abort(error, Abort::User))
             });
-            if outcome.is_ok() {
+            // Without offsets, the transaction stores no sequence number: it takes none.
+            if outcome.is_ok() && !prepared.is_empty() {
                 self.applied(commit_seq, &writer);
             }
             outcome

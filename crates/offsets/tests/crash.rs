@@ -6,7 +6,9 @@
 //! - no value is corrupt (every group describes cleanly);
 //! - no offset went backwards since the previous cycle;
 //! - commits made with `commit_with` kept their user-tree write: for group `gw`, the mirrored
-//!   value equals the committed offset exactly (both or neither survived).
+//!   value equals the committed offset exactly (both or neither survived);
+//! - the store opens against its witness: the child seals now and then (and is killed at any
+//!   point of a seal too), and a witness never names more than the store holds.
 //!
 //! This is `harness = false`: the same binary runs as the parent, or as the child when
 //! `WEIR_OFFSETS_CRASH_CHILD` names the directory. A kill tests process crashes: the kernel
@@ -49,6 +51,11 @@ fn main() {
     }
 }
 
+/// The store in `root/offsets`, its witness beside it.
+fn config(root: &Path) -> Config {
+    Config::new(root.join("offsets")).with_witness_path(root.join("offsets.witness"))
+}
+
 fn mirror_key(group: &str, partition: u32) -> String {
     format!("{group}/{TOPIC}/{partition}")
 }
@@ -56,7 +63,7 @@ fn mirror_key(group: &str, partition: u32) -> String {
 /// Commits forever, printing each commit after it returned.
 fn child(dir: &Path, seed: u64) {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let store = OffsetStore::open(&Config::new(dir)).unwrap_or_else(|e| panic!("child open: {e}"));
+    let store = OffsetStore::open(&config(dir)).unwrap_or_else(|e| panic!("child open: {e}"));
     let mirror = store
         .user_tree(MIRROR_TREE)
         .unwrap_or_else(|e| panic!("child user tree: {e}"));
@@ -69,6 +76,9 @@ fn child(dir: &Path, seed: u64) {
         committed.map(|c| c.offset)
     };
     loop {
+        if rng.u8(0..4) == 0 {
+            store.seal().unwrap_or_else(|e| panic!("child seal: {e}"));
+        }
         match rng.u8(0..3) {
             0 => {
                 let group = PLAIN_GROUPS[rng.usize(0..PLAIN_GROUPS.len())];
@@ -216,8 +226,8 @@ fn parent(seed: Option<u64>) {
 
 /// Reopens the store and checks it against what the children printed and what was seen before.
 fn check(dir: &Path, cycle: u32, printed: &BTreeMap<Key, u64>, seen: &mut BTreeMap<Key, u64>) {
-    let store = OffsetStore::open(&Config::new(dir))
-        .unwrap_or_else(|e| panic!("cycle {cycle}: reopen: {e}"));
+    let store =
+        OffsetStore::open(&config(dir)).unwrap_or_else(|e| panic!("cycle {cycle}: reopen: {e}"));
     let mirror = store
         .user_tree(MIRROR_TREE)
         .unwrap_or_else(|e| panic!("cycle {cycle}: user tree: {e}"));
