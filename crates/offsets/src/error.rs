@@ -70,7 +70,7 @@ pub enum Error {
     /// the store lost commits, was re-created or is missing, or the witness is damaged.
     /// Nothing was written.
     #[error(
-        "the offsets store in {directory} does not match its witness {witness_path}: {refusal}; \
+        "refusing to open the offsets store in {directory} (witness {witness_path}): {refusal}; \
          nothing was changed; {}",
         .refusal.recovery()
     )]
@@ -350,5 +350,28 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("never skipped"), "{message}");
+
+        let witnessed = crate::witness::Witness {
+            store_id: 0xab,
+            commit_seq: 9,
+        };
+        let refused = Error::Witness {
+            directory: "/data/offsets".into(),
+            witness_path: "/data/offsets.witness".into(),
+            refusal: Refusal::RolledBack {
+                witnessed,
+                commit_seq: 4,
+                corrupt_values: 0,
+            },
+        };
+        assert_eq!(
+            refused.to_string(),
+            "refusing to open the offsets store in /data/offsets (witness \
+             /data/offsets.witness): sled lost committed offsets: it holds commits up to 4 but \
+             commit 9 was durable; nothing was changed; restore the offsets directory from a \
+             backup, or accept the loss with `weir repair` (it rewrites the witness): groups \
+             whose commits were lost re-read from their older offsets, so events are delivered \
+             again, never skipped"
+        );
     }
 }

@@ -62,6 +62,9 @@ impl Inspection {
 /// the decision [`OffsetStore::open`] makes ([`crate::witness_decision`]). It copies the
 /// directory to a temporary directory (removed afterwards) and opens the copy.
 ///
+/// Inspect a store no process has open: a copy taken while a process writes may catch sled's
+/// log half-written, and look damaged or behind its witness.
+///
 /// # Errors
 ///
 /// [`Error::InvalidConfig`] for a bad field; [`Error::Io`] if the witness cannot be read, or

@@ -276,7 +276,12 @@ impl OffsetStore {
                 found
             };
         let Some(store_id) = found.store_id else {
-            unreachable!("a settled store is in format 3, which has an id")
+            // A settled store is in format 3, which has an id; only another store writing the
+            // same database at once (`open_in` twice) could make this happen.
+            return Err(Error::Damaged {
+                directory: store.directory.clone(),
+                problem: "the store id is missing from the meta tree after opening",
+            });
         };
         store.store_id = store_id;
         store.applied_seq.store(found.commit_seq, Ordering::SeqCst);
