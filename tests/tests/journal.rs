@@ -370,11 +370,11 @@ fn a_journaled_frame_after_missing_events_is_damage_that_repair_marks_lost() {
     );
     // Repair marks offsets 0..3 lost and writes the journaled event back at 3.
     let config = fixture.builder_config();
-    let inspection = weir_store::recovery::inspect_with(&fixture.root(), &config).unwrap();
+    let inspection = weir_store::recovery::inspect_with(fixture.root(), &config).unwrap();
     let plans = inspection.repair_plan();
     assert_eq!(plans.len(), 1, "{plans:#?}");
     assert_eq!(plans[0].2.lost, vec![0..3]);
-    weir_store::recovery::repair(&fixture.root(), &inspection, 5_000, &config).unwrap();
+    weir_store::recovery::repair(fixture.root(), &inspection, 5_000, &config).unwrap();
     let repaired = fixture.builder().open().unwrap();
     assert!(repaired.damaged_partitions().is_empty());
     let log = repaired.partition_log("t", 0).unwrap();

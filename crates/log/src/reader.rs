@@ -32,7 +32,7 @@ impl Log {
     /// is visible). Every frame's CRC is checked. An empty batch means `from_offset` is the end
     /// (or, see [`ReadBatch::lost`], the start of lost events).
     ///
-    /// A read that reaches damaged bytes returns the events before them ([`ReadEnd::Damaged`]);
+    /// A read that reaches damaged bytes returns the events before them ([`crate::ReadEnd::Damaged`]);
     /// the next read, from the damage, fails with it. Damage found so stops writes to the log
     /// (see [`Log::damage`]).
     ///

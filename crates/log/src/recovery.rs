@@ -1142,7 +1142,7 @@ mod tests {
         let gap = Evidence {
             acknowledged_end: 15,
             acknowledged_by: "the store's journal".into(),
-            restorable: vec![12..15],
+            restorable: std::iter::once(12..15).collect(),
         };
         assert_eq!(decide(&torn, &gap).health(), Health::Damaged);
         // A clean log shorter than a witness says: missing events.
@@ -1150,7 +1150,7 @@ mod tests {
         assert_eq!(decide(&short, &committed).health(), Health::Damaged);
         assert_eq!(decide(&short, &gap).health(), Health::Damaged);
         let restored = Evidence {
-            restorable: vec![10..15],
+            restorable: std::iter::once(10..15).collect(),
             ..journal
         };
         assert_eq!(decide(&short, &restored).health(), Health::Clean);

@@ -682,13 +682,39 @@ impl OffsetStore {
         )
     }
 
+    /// Removes every stored value that fails its checks (a damaged block: see
+    /// [`OpenReport::corrupt`](crate::OpenReport)), durably in one step, and returns how many
+    /// it removed. `weir repair` calls it: the partitions of a removed block have no committed
+    /// offset any more, so their groups read them again from the log start — events are
+    /// delivered again, never skipped.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::Io`] or [`Error::Poisoned`].
+    pub fn remove_corrupt(&self) -> Result<usize> {
+        let mut removed = 0;
+        self.delete_where(
+            || self.tree.iter(),
+            |key| {
+                let value = self
+                    .tree
+                    .get(key)
+                    .map_err(|source| self.storage("read a value", source))?;
+                let corrupt = value.is_some_and(|value| record::decode(key, &value).is_err());
+                removed += usize::from(corrupt);
+                Ok(corrupt)
+            },
+            "remove corrupt values",
+        )?;
+        Ok(removed)
+    }
+
     /// Deletes the blocks `scan` yields that `chosen` picks, in one batch made durable by one
     /// sync; returns how many partitions' offsets they held (a value that does not decode counts
     /// as one).
     fn delete_where<I>(
         &self,
         scan: impl FnOnce() -> I,
-        chosen: impl Fn(&[u8]) -> Result<bool>,
+        mut chosen: impl FnMut(&[u8]) -> Result<bool>,
         operation: &'static str,
     ) -> Result<usize>
     where

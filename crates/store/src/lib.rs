@@ -73,7 +73,7 @@ pub use crate::partitioner::{murmur2, partition_for_key, Partitioning};
 pub use crate::replay::{Replay, ReplayFrom, ReplayOptions};
 pub use crate::store::{
     DamagedPartition, PartitionDescription, PartitionRecovery, Produced, Record, Store,
-    StoreBuilder, StoreRecoveryReport, TopicDescription, LOCK_FILE,
+    StoreBuilder, StoreRecoveryReport, TopicDescription, LOCK_FILE, OFFSETS_WITNESS_FILE,
 };
 pub use weir_batch::{Batch, BatchId, CloseReason, CommitPolicy};
 pub use weir_log::Event;

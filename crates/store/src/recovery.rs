@@ -6,7 +6,7 @@
 //! Open, `weir verify` ([`inspect`]) and `weir repair` ([`StoreInspection::repair_plan`]) all
 //! read the same witnesses the same way ([`Witnesses`]) and judge every partition with
 //! [`weir_log::recovery::decide`]; none of them decides on its own. Reading is separate from
-//! changing: everything here reads only, except [`repair`].
+//! changing: everything here reads only, except [`repair()`].
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -168,13 +168,17 @@ fn survey_file(path: PathBuf, sequence: u64, bytes: &[u8]) -> JournalFileSurvey 
     found
 }
 
+/// The offset ranges the journal holds for one partition (each a run of consecutive frames),
+/// and the journal file of the last one.
+type JournalRuns = (Vec<Range<u64>>, PathBuf);
+
 /// What the witnesses outside the partitions know: the journal's frames and the groups'
 /// committed offsets.
 #[derive(Debug, Clone, Default)]
 pub struct Witnesses {
     /// Per (topic id, partition): the offset ranges the journal holds (restorable), and the
     /// journal file of the last one.
-    journal: HashMap<(u64, u32), (Vec<Range<u64>>, PathBuf)>,
+    journal: HashMap<(u64, u32), JournalRuns>,
     /// Per (topic name, partition): the highest committed offset and the group that committed
     /// it.
     committed: HashMap<(String, u32), (u64, String)>,
@@ -203,21 +207,29 @@ impl Witnesses {
     /// Adds the committed offsets of every group that the offsets store can describe (a
     /// group whose values are corrupt is left out: it says nothing).
     pub fn add_committed(&mut self, offsets: &weir_offsets::OffsetStore) -> Result<()> {
+        let mut descriptions = Vec::new();
         for group in offsets.list_groups()? {
-            let Ok(description) = offsets.describe_group(&group) else {
-                continue;
-            };
-            for committed in description.partitions {
+            if let Ok(description) = offsets.describe_group(&group) {
+                descriptions.push(description);
+            }
+        }
+        self.add_descriptions(&descriptions);
+        Ok(())
+    }
+
+    /// Adds the committed offsets of these groups.
+    fn add_descriptions(&mut self, groups: &[weir_offsets::GroupDescription]) {
+        for description in groups {
+            for committed in &description.partitions {
                 let slot = self
                     .committed
                     .entry((committed.topic.clone(), committed.partition))
                     .or_insert((0, String::new()));
                 if committed.committed.offset > slot.0 {
-                    *slot = (committed.committed.offset, group.clone());
+                    *slot = (committed.committed.offset, description.group.clone());
                 }
             }
         }
-        Ok(())
     }
 
     /// What the witnesses know of one partition. Committed offsets count only for durable
@@ -320,6 +332,10 @@ pub struct StoreInspection {
     pub missing_partitions: Vec<MissingPartition>,
     /// The offsets store's groups, if it opened.
     pub groups: Option<usize>,
+    /// The offsets store does not open (its witness refuses it, or sled cannot read it).
+    pub offsets_refused: bool,
+    /// Committed offsets that fail their checks.
+    pub offsets_corrupt_values: usize,
 }
 
 impl StoreInspection {
@@ -374,6 +390,8 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
         problems: Vec::new(),
         missing_partitions: Vec::new(),
         groups: None,
+        offsets_refused: false,
+        offsets_corrupt_values: 0,
     };
     for (path, corrupt) in inspection.journal.damage() {
         inspection.problems.push(StoreProblem {
@@ -506,71 +524,54 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
     Ok(inspection)
 }
 
-/// Opens a copy of the offsets store (sled writes even when it only reads) and adds what it
-/// says to the witnesses; a store that does not open is a problem.
+/// Inspects the offsets store and its witness (weir-offsets opens a copy: sled writes even
+/// when it only reads) and adds the committed offsets to the witnesses; a store that would not
+/// open, or a damaged value, is a problem.
 fn inspect_offsets(
     root: &Path,
     inspection: &mut StoreInspection,
     witnesses: &mut Witnesses,
 ) -> Result<()> {
-    let dir = root.join("offsets");
-    if !dir.is_dir() {
+    let config = crate::store::offsets_config(root);
+    let dir = config.directory.clone();
+    if !dir.is_dir() && !root.join(crate::OFFSETS_WITNESS_FILE).exists() {
+        // A data directory that never held groups.
         return Ok(());
     }
-    let scratch =
-        tempfile::tempdir().map_err(|e| Error::io("create", "a temporary directory", e))?;
-    let copy = scratch.path().join("offsets");
-    copy_dir(&dir, &copy)?;
-    match weir_offsets::OffsetStore::open(&weir_offsets::Config::new(&copy)) {
-        Ok(store) => {
-            let groups = store.list_groups()?;
-            for group in &groups {
-                if let Err(error) = store.describe_group(group) {
-                    inspection.problems.push(StoreProblem {
-                        health: Health::Damaged,
-                        path: dir.clone(),
-                        text: format!(
-                            "group {group:?}: {error} (`weir group reset` or `weir group \
-                             delete` overwrites it)"
-                        ),
-                    });
-                }
-            }
-            inspection.groups = Some(groups.len());
-            witnesses.add_committed(&store)?;
-        }
-        Err(error) => inspection.problems.push(StoreProblem {
+    let found = weir_offsets::inspect(&config)?;
+    if let Some(error) = &found.open_error {
+        inspection.offsets_refused = true;
+        inspection.problems.push(StoreProblem {
             health: Health::Damaged,
             path: dir.clone(),
             text: format!(
-                "the offsets store does not open: {error} (`weir repair` moves it aside; every \
-                 group then restarts from the log start: events are delivered again, never \
+                "the offsets store does not open: {error} (the store will not open; `weir \
+                 repair` accepts what is there, or moves a store sled cannot read aside: \
+                 groups then restart from the log start, events are delivered again, never \
                  skipped)"
             ),
-        }),
+        });
+        return Ok(());
     }
+    for corrupt in &found.corrupt {
+        inspection.offsets_corrupt_values += 1;
+        inspection.problems.push(StoreProblem {
+            health: Health::Damaged,
+            path: dir.clone(),
+            text: format!(
+                "a committed offset is damaged ({}: {}): its group cannot read it (`weir group \
+                 reset` overwrites it; `weir repair` removes it, and the group reads those \
+                 partitions again from the log start)",
+                corrupt.key, corrupt.problem
+            ),
+        });
+    }
+    inspection.groups = Some(found.groups.len());
+    witnesses.add_descriptions(&found.groups);
     Ok(())
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io("create", to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io("list", from, e))? {
-        let entry = entry.map_err(|e| Error::io("list", from, e))?;
-        let target = to.join(entry.file_name());
-        let is_dir = entry
-            .file_type()
-            .map_err(|e| Error::io("stat", entry.path(), e))?
-            .is_dir();
-        if is_dir {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(|e| Error::io("copy", entry.path(), e))?;
-        }
-    }
-    Ok(())
-}
-
-/// What [`repair`] did.
+/// What [`repair()`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RepairOutcome {
     /// Per partition repaired: its plan (carried out).
@@ -579,6 +580,8 @@ pub struct RepairOutcome {
     pub partitions_created: Vec<(String, u32, u64)>,
     /// Where the damaged offsets store was moved, if it was.
     pub offsets_moved_to: Option<PathBuf>,
+    /// What was done to the offsets store, in words.
+    pub offsets: Vec<String>,
     /// What the store's open afterwards did (journal replay, events lost to damaged journal
     /// blocks).
     pub recovery: crate::store::StoreRecoveryReport,
@@ -635,16 +638,8 @@ pub fn repair(
             .partitions_created
             .push((topic.clone(), partition, lost));
     }
-    let offsets_damaged = inspection
-        .problems
-        .iter()
-        .any(|p| p.health == Health::Damaged && p.path == root.join("offsets"));
-    if offsets_damaged {
-        let aside = root.join(format!("offsets.damaged-{now_ms}"));
-        std::fs::rename(root.join("offsets"), &aside)
-            .map_err(|e| Error::io("move aside", root.join("offsets"), e))?;
-        topic::sync_dir(storage, root)?;
-        outcome.offsets_moved_to = Some(aside);
+    if inspection.offsets_refused || inspection.offsets_corrupt_values > 0 {
+        outcome.offsets = repair_offsets(root, now_ms, &mut outcome)?;
     }
     // The store's open takes the lock itself; recovery does the rest.
     drop(lock);
@@ -654,4 +649,53 @@ pub fn repair(
     outcome.recovery = store.recovery_report().clone();
     store.close()?;
     Ok(outcome)
+}
+
+/// Mends the offsets store: a store sled cannot read is moved aside (every group restarts from
+/// the log start), damaged values are removed (their partitions restart), and the witness is
+/// made to accept what is there.
+fn repair_offsets(root: &Path, now_ms: u64, outcome: &mut RepairOutcome) -> Result<Vec<String>> {
+    let config = crate::store::offsets_config(root);
+    let mut done = Vec::new();
+    let unreadable = match weir_offsets::repair_witness(&config) {
+        Ok(repaired) => {
+            done.push(format!(
+                "the witness now names commit {} of store {:#018x}{}",
+                repaired.after.commit_seq,
+                repaired.after.store_id,
+                if repaired.store_created {
+                    " (a new, empty store: every group restarts from the log start)"
+                } else {
+                    " (the store as it is: groups whose offsets it lost read those events again)"
+                }
+            ));
+            false
+        }
+        Err(weir_offsets::Error::Open { .. } | weir_offsets::Error::Damaged { .. }) => true,
+        Err(error) => return Err(error.into()),
+    };
+    if unreadable {
+        let aside = root.join(format!("offsets.damaged-{now_ms}"));
+        std::fs::rename(&config.directory, &aside)
+            .map_err(|e| Error::io("move aside", &config.directory, e))?;
+        topic::sync_dir(&weir_log::StdStorage, root)?;
+        let repaired = weir_offsets::repair_witness(&config)?;
+        done.push(format!(
+            "the offsets store sled cannot read was moved to {}; a new one was created (store \
+             {:#018x}): every group restarts from the log start",
+            aside.display(),
+            repaired.after.store_id
+        ));
+        outcome.offsets_moved_to = Some(aside);
+    }
+    let store = weir_offsets::OffsetStore::open(&config)?;
+    let removed = store.remove_corrupt()?;
+    if removed > 0 {
+        done.push(format!(
+            "{removed} damaged value(s) removed: their groups read those partitions again from \
+             the log start"
+        ));
+    }
+    store.close()?;
+    Ok(done)
 }

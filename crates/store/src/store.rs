@@ -40,6 +40,16 @@ const DEAD_LETTER_HEADER_BYTES: u64 = 1700;
 /// The lock file of a data directory.
 pub const LOCK_FILE: &str = "weir.lock";
 
+/// The offsets store's witness file, beside (not inside) its directory, so that it outlives a
+/// deleted `offsets/` (`docs/format.md`, "Offsets store").
+pub const OFFSETS_WITNESS_FILE: &str = "offsets.witness";
+
+/// How the store opens its offsets store under `root`.
+pub(crate) fn offsets_config(root: &Path) -> weir_offsets::Config {
+    weir_offsets::Config::new(root.join("offsets"))
+        .with_witness_path(root.join(OFFSETS_WITNESS_FILE))
+}
+
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Plain data, consistent after every critical section.
     mutex
@@ -375,9 +385,12 @@ impl Store {
             }
         }
         let offsets = Arc::new(
-            OffsetStore::open(&weir_offsets::Config::new(root.join("offsets")))?
+            OffsetStore::open(&offsets_config(&root))?
                 .with_clock(Arc::new(ClockAdapter(config.clock.clone()))),
         );
+        for corrupt in &offsets.open_report().corrupt {
+            tracing::error!(key = %corrupt.key, problem = %corrupt.problem, "a committed offset is damaged: its group cannot read it until `weir group reset` or `weir repair`");
+        }
         let mut witnesses = Witnesses::from_journal(&journal_survey);
         witnesses.add_committed(&offsets)?;
         let mut names: Vec<String> = storage
@@ -1142,6 +1155,11 @@ impl Inner {
         }
         if let Err(error) = self.journal.close(&topics) {
             first_error.get_or_insert(error);
+        }
+        // The witness names every commit made durable until now.
+        if let Err(error) = self.offsets.seal() {
+            tracing::error!(%error, "sealing the offsets store's witness at close failed");
+            first_error.get_or_insert(error.into());
         }
         self.pool.stop();
         lock(&self.lock_file).take();

@@ -118,9 +118,8 @@ fn print_inspection(
     for partition in &inspection.partitions {
         print_partition(out, partition, verbose)?;
     }
-    match inspection.groups {
-        Some(groups) => writeln!(out, "offsets: opens, {groups} group(s)")?,
-        None => {}
+    if let Some(groups) = inspection.groups {
+        writeln!(out, "offsets: opens, {groups} group(s)")?;
     }
     for problem in &inspection.problems {
         writeln!(
@@ -336,13 +335,8 @@ pub(crate) fn repair(args: &RepairArgs) -> anyhow::Result<i32> {
              them and the partition lacked them"
         )?;
     }
-    if let Some(aside) = &outcome.offsets_moved_to {
-        writeln!(
-            out,
-            "offsets: the damaged store was moved to {}; every group restarts from the log \
-             start",
-            aside.display()
-        )?;
+    for done in &outcome.offsets {
+        writeln!(out, "offsets: {done}")?;
     }
     let lost: u64 = outcome
         .partitions
