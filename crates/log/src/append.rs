@@ -10,7 +10,7 @@ use crate::config::SyncPolicy;
 use crate::error::{Error, Result};
 use crate::format::{self, AppendEvent, SegmentHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::log::{EndPoint, Log, Writer};
-use crate::recovery::IndexBuilder;
+use crate::scan::IndexBuilder;
 use crate::segment::{self, lock, write, Segment, Summary};
 use crate::storage::{OpenMode, Storage, StorageFile};
 use std::path::Path;

@@ -47,6 +47,7 @@ mod reader;
 pub mod recovery;
 pub mod repair;
 mod retention;
+mod scan;
 mod segment;
 pub mod sim;
 pub mod storage;

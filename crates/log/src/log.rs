@@ -32,7 +32,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::Checkpoint;
 use crate::open::{OpenOptions, Opened, Opener, RecoveryReport};
-use crate::recovery::IndexBuilder;
+use crate::scan::IndexBuilder;
 use crate::segment::{self, lock, read, Segment};
 use crate::storage::{OpenMode, StdStorage, Storage, StorageFile, StorageLock};
 

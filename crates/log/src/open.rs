@@ -15,9 +15,8 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::{self, Checkpoint, SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::log::{EndPoint, CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE};
-use crate::recovery::{
-    self, Action, Damage, DamageKind, Decision, Evidence, IndexBuilder, TornTail,
-};
+use crate::recovery::{self, Action, Damage, DamageKind, Decision, Evidence, TornTail};
+use crate::scan::IndexBuilder;
 use crate::segment::{self, Segment, Summary};
 use crate::storage::{OpenMode, Storage, StorageFile};
 use crate::survey::{self, Depth, HeaderState, Survey};

@@ -29,7 +29,8 @@ use crate::format::{
     self, Checkpoint, SegmentHeader, FRAME_HEADER_LEN, FRAME_LEN_MAX, SEGMENT_HEADER_LEN,
 };
 use crate::log::{CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE};
-use crate::recovery::{self, DamageKind, Evidence, ScanStart};
+use crate::recovery::{self, DamageKind, Evidence};
+use crate::scan::{self, ScanStart};
 use crate::segment;
 use crate::storage::{OpenMode, Storage};
 use crate::survey::{Depth, Survey};
@@ -628,7 +629,7 @@ fn rebuild_index(storage: &dyn Storage, dir: &Path, path: &Path) -> Result<()> {
         .len()
         .map_err(|e| Error::io("read length of segment", path, e))?;
     let interval = crate::LogConfig::default().index_interval_bytes;
-    let scan = recovery::scan_segment(
+    let scan = scan::scan_segment(
         &*file,
         path,
         ScanStart::first_frame(base, interval),

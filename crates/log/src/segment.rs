@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::format::{IndexEntry, IndexFile, SegmentHeader, INDEX_FILE_LEN_MAX, SEGMENT_HEADER_LEN};
-use crate::recovery;
+use crate::scan;
 use crate::storage::{self, OpenMode, Storage, StorageFile};
 
 /// File name suffix of segments.
@@ -283,10 +283,10 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<Summary> {
         check_header(file, &self.path, self.base_offset, file_len)?;
-        let outcome = recovery::scan_segment(
+        let outcome = scan::scan_segment(
             file,
             &self.path,
-            recovery::ScanStart::first_frame(self.base_offset, index_interval_bytes),
+            scan::ScanStart::first_frame(self.base_offset, index_interval_bytes),
             file_len,
             false,
         )?;

@@ -21,7 +21,7 @@ use crate::format::{
     self, Checkpoint, IndexFile, CHECKPOINT_LEN, INDEX_FILE_LEN_MAX, SEGMENT_HEADER_LEN,
 };
 use crate::log::{CHECKPOINT_FILE, CLEAN_SHUTDOWN_FILE};
-use crate::recovery::{self, IndexBuilder};
+use crate::scan::{self, IndexBuilder};
 use crate::segment::{self, parse_file_name, INDEX_SUFFIX, SEGMENT_SUFFIX, TMP_SUFFIX};
 use crate::storage::{self, OpenMode, Storage, StorageFile};
 
@@ -354,12 +354,12 @@ fn survey_segment(
         index: IndexState::NotChecked,
         trusted_index: None,
     };
-    let mut start = recovery::ScanStart::first_frame(base, reading.index_interval_bytes);
+    let mut start = scan::ScanStart::first_frame(base, reading.index_interval_bytes);
     if reading.trust_index {
         if let Some(index) = segment::read_index_file(storage, &index_path)
             .filter(|index| index.base_offset == base && index.end_position == file_bytes)
         {
-            start = recovery::ScanStart::after_index(&index, reading.index_interval_bytes);
+            start = scan::ScanStart::after_index(&index, reading.index_interval_bytes);
             found.index = IndexState::Intact;
             found.trusted_index = Some(index);
         }
@@ -385,7 +385,7 @@ fn survey_segment(
         }
         return Ok(found);
     }
-    let scan = recovery::scan_segment(
+    let scan = scan::scan_segment(
         &*file,
         &path,
         start,
@@ -400,8 +400,8 @@ fn survey_segment(
         if !agrees {
             found.trusted_index = None;
             found.index = IndexState::NotChecked;
-            let start = recovery::ScanStart::first_frame(base, reading.index_interval_bytes);
-            found.scan = Some(recovery::scan_segment(
+            let start = scan::ScanStart::first_frame(base, reading.index_interval_bytes);
+            found.scan = Some(scan::scan_segment(
                 &*file,
                 &path,
                 start,

@@ -269,6 +269,9 @@ impl Error {
         match self {
             Error::Corrupt { .. } => true,
             Error::Log { source, .. } => source.is_corruption(),
+            Error::Batch(batch) | Error::Partition { source: batch, .. } => {
+                matches!(batch.as_ref(), weir_batch::Error::Log(source) if source.is_corruption())
+            }
             _ => false,
         }
     }

@@ -310,6 +310,8 @@ pub struct MissingPartition {
 pub struct StoreProblem {
     /// How bad.
     pub health: Health,
+    /// The store does not open until it is repaired (it refuses before writing anything).
+    pub refuses_open: bool,
     /// The file.
     pub path: PathBuf,
     /// What is wrong, and what the next open or `weir repair` does about it.
@@ -339,6 +341,13 @@ pub struct StoreInspection {
 }
 
 impl StoreInspection {
+    /// True if the store does not open until it is repaired (damage to the journal, a topic's
+    /// metadata, a partition directory or the offsets store): the open refuses before it
+    /// writes anything.
+    pub fn refuses_open(&self) -> bool {
+        self.problems.iter().any(|problem| problem.refuses_open)
+    }
+
     /// The worst problem found.
     pub fn health(&self) -> Health {
         self.partitions
@@ -396,6 +405,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
     for (path, corrupt) in inspection.journal.damage() {
         inspection.problems.push(StoreProblem {
             health: Health::Damaged,
+            refuses_open: true,
             path: path.to_path_buf(),
             text: format!(
                 "journal corruption at byte {}: {} (the store will not open; `weir repair` \
@@ -420,6 +430,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
             }
             inspection.problems.push(StoreProblem {
                 health: Health::Repairable,
+                refuses_open: false,
                 path: file.path.clone(),
                 text,
             });
@@ -428,6 +439,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
     for path in &inspection.journal.interrupted {
         inspection.problems.push(StoreProblem {
             health: Health::Repairable,
+            refuses_open: false,
             path: path.clone(),
             text: "an interrupted creation of a journal file; the next open removes it".into(),
         });
@@ -451,6 +463,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
         if name.starts_with(DELETED_PREFIX) || !topic::meta_exists(storage, &dir)? {
             inspection.problems.push(StoreProblem {
                 health: Health::Repairable,
+                refuses_open: false,
                 path: dir.clone(),
                 text: format!(
                     "an interrupted topic {}; the next open removes it",
@@ -468,6 +481,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
             Err(error) => {
                 inspection.problems.push(StoreProblem {
                     health: Health::Damaged,
+                    refuses_open: true,
                     path: dir.join(TOPIC_FILE),
                     text: format!("{error} (the store will not open)"),
                 });
@@ -486,6 +500,7 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
                 });
                 inspection.problems.push(StoreProblem {
                     health: Health::Damaged,
+                    refuses_open: true,
                     path: partition_dir,
                     text: format!(
                         "the partition's directory is missing: its events are lost (the store \
@@ -543,6 +558,7 @@ fn inspect_offsets(
         inspection.offsets_refused = true;
         inspection.problems.push(StoreProblem {
             health: Health::Damaged,
+            refuses_open: true,
             path: dir.clone(),
             text: format!(
                 "the offsets store does not open: {error} (the store will not open; `weir \
@@ -557,6 +573,7 @@ fn inspect_offsets(
         inspection.offsets_corrupt_values += 1;
         inspection.problems.push(StoreProblem {
             health: Health::Damaged,
+            refuses_open: false,
             path: dir.clone(),
             text: format!(
                 "a committed offset is damaged ({}: {}): its group cannot read it (`weir group \
