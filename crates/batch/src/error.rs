@@ -58,6 +58,11 @@ pub enum Error {
     #[error("batch {0} was already settled")]
     AlreadySettled(BatchId),
 
+    /// The store the reader belongs to is closed: nothing more is read, acknowledged or
+    /// committed.
+    #[error("the store is closed")]
+    Closed,
+
     /// A configuration field is invalid.
     #[error("invalid batch config field `{field}`: {reason}")]
     InvalidConfig {

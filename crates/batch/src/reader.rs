@@ -490,6 +490,64 @@ impl PartitionReader {
         Ok(self.note_settled(1))
     }
 
+    /// Acknowledges a batch together with writes of the caller's, in one durable step:
+    /// `durable(end, expected)` must commit the group's offset `end` (the batch's end; a
+    /// compare-and-set against `expected`, what the store holds now) together with the
+    /// caller's writes, all or nothing, durably; only when it returns `Ok` is the batch
+    /// acknowledged (an inner `Err` from `durable` means the caller's writes gave up: nothing
+    /// was written, and the batch stays leased). So a crash never keeps the writes without the
+    /// offset or the offset without the writes: each batch's effect is applied exactly once
+    /// (weir-store's `Consumer::ack_with`).
+    ///
+    /// The batch must be the first one not acknowledged (then its end is the barrier): the
+    /// group must run with `max_in_flight = 1`, which keeps each partition strictly in order.
+    /// Holds the partition (no other member can take or settle its batches) through `durable`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless `max_in_flight` is 1; [`Error::UnknownBatch`],
+    /// [`Error::LeaseExpired`], [`Error::AlreadySettled`]; what `durable` returns (the batch
+    /// then stays leased, nothing changed).
+    pub fn ack_with<R, A>(
+        &self,
+        id: BatchId,
+        durable: impl FnOnce(u64, Option<u64>) -> Result<std::result::Result<R, A>>,
+    ) -> Result<std::result::Result<R, A>> {
+        if self.config.max_in_flight != 1 {
+            return Err(Error::InvalidConfig {
+                field: "max_in_flight",
+                reason: format!(
+                    "is {}: acknowledging a batch together with your own writes needs 1, so that \
+                     each batch's end is the offset committed with them",
+                    self.config.max_in_flight
+                ),
+            });
+        }
+        // `commit` before `state`, as everywhere (never the other way round).
+        let mut commit = lock(&self.commit);
+        let mut state = lock(&self.state);
+        let (_first, end, first_unacked) = state.ackable(id).map_err(|e| settle_error(e, id))?;
+        assert!(
+            first_unacked,
+            "with max_in_flight = 1 the only batch out is the first one not acknowledged"
+        );
+        let outcome = match durable(end, commit.stored)? {
+            Ok(outcome) => outcome,
+            // The caller's writes gave up: nothing was written, the batch stays leased.
+            Err(aborted) => return Ok(Err(aborted)),
+        };
+        state
+            .ack(id)
+            .expect("checked by ackable, with the state held since");
+        assert_eq!(state.barrier(), end);
+        state.set_committed(end);
+        commit.stored = Some(end);
+        drop(state);
+        self.last_commit_ms
+            .store(self.clock.now_ms(), Ordering::Release);
+        self.signal.notify();
+        Ok(Ok(outcome))
+    }
+
     /// Gives a batch back: it is redelivered (same events, next attempt) after `delay`, before
     /// newer batches of the partition, or dead-lettered once it reached `max_attempts`.
     ///

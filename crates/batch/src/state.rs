@@ -465,6 +465,31 @@ impl PartitionState {
         Ok(())
     }
 
+    /// The offsets `first..end` of the batch delivered as `id`, if [`PartitionState::ack`]
+    /// would accept it now, and whether acknowledging it would move the barrier to `end` (it is
+    /// the first unacknowledged batch). Changes nothing.
+    ///
+    /// # Errors
+    /// [`SettleError`] as [`PartitionState::ack`] would give it.
+    pub fn ackable(&self, id: BatchId) -> Result<(u64, u64, bool), SettleError> {
+        let first = match self.leases.get(&id) {
+            Some(&first) => first,
+            None => {
+                let first = self.recent_outcome(id)?;
+                let waiting = matches!(
+                    self.ranges.get(&first).map(|r| &r.state),
+                    Some(RangeState::Waiting { .. })
+                );
+                if !waiting {
+                    return Err(SettleError::Expired);
+                }
+                first
+            }
+        };
+        let end = self.ranges.get(&first).map_or(first, |range| range.end);
+        Ok((first, end, first == self.barrier))
+    }
+
     /// Gives a delivery back: its batch waits `delay_ms`, then is redelivered (or dead-lettered
     /// if it reached `max_attempts`).
     ///

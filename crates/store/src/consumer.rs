@@ -61,6 +61,9 @@ impl Group {
             store: Arc::downgrade(inner),
             topic: dead_letter_topic(name),
         });
+        let offsets: Arc<dyn weir_batch::OffsetCommits> = Arc::new(crate::store::ClosableOffsets(
+            Arc::downgrade(&inner.offsets()?),
+        ));
         let mut readers = Vec::with_capacity(topic.partitions.len());
         for (partition, log) in topic.partitions.iter().enumerate() {
             let reader = PartitionReader::open(
@@ -68,7 +71,7 @@ impl Group {
                 &topic.meta.name,
                 partition as u32,
                 log.clone(),
-                inner.offsets.clone(),
+                offsets.clone(),
                 sink.clone(),
                 config.clone(),
                 inner.config.clock.clone(),
@@ -187,6 +190,12 @@ impl Consumer {
         }
     }
 
+    /// Every call on a consumer of a closed store fails with [`Error::Closed`] (the store's
+    /// offsets are let go at close, whoever still holds a consumer).
+    fn check_open(&self) -> Result<()> {
+        self._store.inner.check_open()
+    }
+
     /// The group's name.
     pub fn group(&self) -> &str {
         &self.group.name
@@ -204,6 +213,7 @@ impl Consumer {
     /// [`Error::Batch`] if a log cannot be read, the dead-letter topic cannot be written, or a
     /// due commit failed.
     pub fn next_batch(&self, timeout: Duration) -> Result<Option<Batch>> {
+        self.check_open()?;
         let deadline = Instant::now() + timeout;
         loop {
             match self.group.attempt(deadline)? {
@@ -220,6 +230,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::next_batch`].
     pub async fn next_batch_async(&self, timeout: Duration) -> Result<Option<Batch>> {
+        self.check_open()?;
         let deadline = Instant::now() + timeout;
         loop {
             // An attempt may read the log, commit offsets or append dead letters (fsyncs): it
@@ -248,11 +259,55 @@ impl Consumer {
         self.ack_id(batch.partition, batch.id)
     }
 
+    /// Acknowledges `batch` together with `writes` to your own `tree`, in one durable step:
+    /// the group's committed offset moves past the batch and the writes are applied, both or
+    /// neither, and only then is the batch acknowledged. A crash can therefore never keep the
+    /// writes without the progress or the progress without the writes: every batch's effect is
+    /// applied exactly once (`examples/exactly_once.rs` counts events per key so, across kill
+    /// -9). `writes` may run more than once (a transaction retried on a conflict): keep it free
+    /// of other effects. Returning `Err(ConflictableTransactionError::Abort(e))` from it gives
+    /// up: nothing is written, the batch stays leased, and `Ok(Err(e))` is returned.
+    ///
+    /// The group must run with `max_in_flight = 1` (each partition strictly in order), so that
+    /// the batch's end is exactly the offset committed with the writes. This commit is made
+    /// whatever the commit policy.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Batch`] if `max_in_flight` is not 1, or for an unknown,
+    /// expired or already settled batch; [`Error::Offsets`] if the durable step failed (nothing
+    /// was written, the batch stays leased).
+    pub fn ack_with<T, E>(
+        &self,
+        batch: &Batch,
+        tree: &crate::UserTree,
+        writes: impl Fn(&crate::UserWrites) -> crate::ConflictableTransactionResult<T, E>,
+    ) -> Result<std::result::Result<T, E>> {
+        self.check_open()?;
+        let offsets = self._store.inner.offsets()?;
+        let user = tree.handle()?;
+        let (group, topic, partition) = (&self.group.name, &self.group.topic, batch.partition);
+        let reader = self.group.reader(partition)?;
+        let outcome = reader.ack_with(batch.id, |end, expected| {
+            let commit = weir_offsets::Commit::new(
+                topic,
+                partition,
+                end,
+                weir_offsets::CommitExpectation::from(expected),
+            );
+            Ok(offsets.commit_with(group, &[commit], &user, &writes)?)
+        })?;
+        if outcome.is_ok() {
+            crate::metrics::acked(group, topic);
+        }
+        Ok(outcome)
+    }
+
     /// Acknowledges a batch by partition and id (e.g. from another process's record).
     ///
     /// # Errors
     /// As [`Consumer::ack`]; [`Error::PartitionOutOfRange`].
     pub fn ack_id(&self, partition: u32, id: BatchId) -> Result<()> {
+        self.check_open()?;
         self.group.reader(partition)?.ack(id)?;
         crate::metrics::acked(&self.group.name, &self.group.topic);
         Ok(())
@@ -268,6 +323,7 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::ack_id`], but never a failed commit.
     pub fn try_ack_id_deferring_commit(&self, partition: u32, id: BatchId) -> Result<Option<bool>> {
+        self.check_open()?;
         let Some(acked) = self.group.reader(partition)?.try_ack_deferring_commit(id) else {
             return Ok(None);
         };
@@ -282,6 +338,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Batch`] if the commit failed; [`Error::PartitionOutOfRange`].
     pub fn commit_partition(&self, partition: u32) -> Result<()> {
+        self.check_open()?;
         self.group.reader(partition)?.commit()?;
         Ok(())
     }
@@ -306,6 +363,7 @@ impl Consumer {
         delay: Duration,
         reason: Option<&str>,
     ) -> Result<()> {
+        self.check_open()?;
         self.group.reader(partition)?.nack(id, delay, reason)?;
         Ok(())
     }
@@ -315,6 +373,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::Batch`] if a commit failed.
     pub fn commit(&self) -> Result<()> {
+        self.check_open()?;
         self.group.commit_all()
     }
 }
@@ -397,7 +456,7 @@ pub(crate) fn describe_group(inner: &Arc<Inner>, group: &str) -> Result<GroupDes
             });
         }
     }
-    for committed in inner.offsets.describe_group(group)?.partitions {
+    for committed in inner.offsets()?.describe_group(group)?.partitions {
         if active.iter().any(|g| g.topic == committed.topic) {
             continue;
         }
@@ -488,7 +547,9 @@ pub(crate) fn reset_group(
                 .map_err(|e| Error::from_log(topic_name, partition, e))?
                 .unwrap_or(end),
         };
-        inner.offsets.reset(group, topic_name, partition, offset)?;
+        inner
+            .offsets()?
+            .reset(group, topic_name, partition, offset)?;
         moved.push((partition, offset));
     }
     drop(groups);

@@ -209,7 +209,13 @@ impl From<weir_offsets::Error> for Error {
 
 impl From<weir_batch::Error> for Error {
     fn from(error: weir_batch::Error) -> Error {
-        Error::Batch(Box::new(error))
+        match error {
+            // A closed store says so the same way everywhere.
+            weir_batch::Error::Closed | weir_batch::Error::Log(weir_log::Error::Closed) => {
+                Error::Closed
+            }
+            other => Error::Batch(Box::new(other)),
+        }
     }
 }
 

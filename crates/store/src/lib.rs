@@ -61,6 +61,7 @@ pub mod recovery;
 mod replay;
 mod store;
 mod topic;
+mod user_tree;
 
 pub use crate::config::{StoreConfig, TopicConfig, TopicSync, PARTITIONS_MAX};
 pub use crate::consumer::{
@@ -75,5 +76,8 @@ pub use crate::store::{
     DamagedPartition, PartitionDescription, PartitionRecovery, Produced, Record, Store,
     StoreBuilder, StoreRecoveryReport, TopicDescription, LOCK_FILE, OFFSETS_WITNESS_FILE,
 };
-pub use weir_batch::{Batch, BatchId, CloseReason, CommitPolicy};
-pub use weir_log::Event;
+pub use crate::user_tree::{
+    ConflictableTransactionError, ConflictableTransactionResult, UserTree, UserWrites,
+};
+pub use weir_batch::{Batch, BatchEvents, BatchId, CloseReason, CommitPolicy};
+pub use weir_log::{Event, EventView, Header, Health};

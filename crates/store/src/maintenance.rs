@@ -66,8 +66,10 @@ fn run_once(inner: &Inner) {
     crate::metrics::partitions_damaged(damaged);
     // The offsets store's witness follows its durable commits (a store that opens with fewer
     // lost some: docs/format.md, "Offsets store").
-    if let Err(error) = inner.offsets.seal() {
-        tracing::error!(%error, "sealing the offsets store's witness failed");
+    if let Ok(offsets) = inner.offsets() {
+        if let Err(error) = offsets.seal() {
+            tracing::error!(%error, "sealing the offsets store's witness failed");
+        }
     }
     let groups: Vec<_> = lock(&inner.groups)
         .values()

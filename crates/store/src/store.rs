@@ -319,7 +319,10 @@ pub(crate) struct Inner {
     pub config: StoreConfig,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     topic_admin: Mutex<()>,
-    pub offsets: Arc<OffsetStore>,
+    /// The offsets store; taken (and so closed: sled and its lock let go) by `close`. Readers
+    /// hold it only weakly ([`ClosableOffsets`]), so a consumer that outlives the store cannot
+    /// keep it open.
+    offsets: Mutex<Option<Arc<OffsetStore>>>,
     pub groups: Mutex<HashMap<(String, String), Weak<Group>>>,
     pub pool: BlockingPool,
     closed: AtomicBool,
@@ -498,7 +501,7 @@ impl Store {
             config,
             topics: RwLock::new(topics),
             topic_admin: Mutex::new(()),
-            offsets,
+            offsets: Mutex::new(Some(offsets)),
             groups: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             report,
@@ -536,6 +539,18 @@ impl Store {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// A tree of your own in the store's offsets database, named `name`: write to it in the
+    /// same durable step as a consumer's acknowledgement ([`Consumer::ack_with`]), so that each
+    /// batch's effect is kept exactly once, across any crash; read it any time.
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; [`Error::Offsets`] for a name reserved for the offsets store (names
+    /// starting with `weir-offsets`).
+    pub fn user_tree(&self, name: &str) -> Result<crate::UserTree> {
+        self.inner.offsets()?.user_tree(name)?;
+        Ok(crate::UserTree::new(self.clone(), name.to_string()))
     }
 
     /// The partitions whose acknowledged data is damaged (found at open, or since by a read):
@@ -641,7 +656,7 @@ impl Store {
         // The groups' offsets go first, durably: a topic created again under this name starts
         // at offset 0, and an old offset there would skip its first events. (A crash between
         // the two leaves the topic with its events and no offsets: redelivery, never a skip.)
-        inner.offsets.delete_topic(name)?;
+        inner.offsets()?.delete_topic(name)?;
         topic.close()?;
         inner.topics_write().remove(name);
         drop(topic);
@@ -776,7 +791,7 @@ impl Store {
     /// [`Error::Offsets`].
     pub fn list_groups(&self) -> Result<Vec<String>> {
         self.inner.check_open()?;
-        let mut groups = self.inner.offsets.list_groups()?;
+        let mut groups = self.inner.offsets()?.list_groups()?;
         groups.extend(
             self.inner
                 .active_groups()
@@ -833,7 +848,7 @@ impl Store {
                 topic: topic.clone(),
             });
         }
-        if inner.offsets.delete_group(group)? == 0 {
+        if inner.offsets()?.delete_group(group)? == 0 {
             return Err(Error::UnknownGroup(group.to_string()));
         }
         drop(groups);
@@ -888,6 +903,11 @@ impl Store {
 }
 
 impl Inner {
+    /// The offsets store, while the store is open.
+    pub(crate) fn offsets(&self) -> Result<Arc<OffsetStore>> {
+        lock(&self.offsets).clone().ok_or(Error::Closed)
+    }
+
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::SeqCst) {
             Err(Error::Closed)
@@ -1156,10 +1176,15 @@ impl Inner {
         if let Err(error) = self.journal.close(&topics) {
             first_error.get_or_insert(error);
         }
-        // The witness names every commit made durable until now.
-        if let Err(error) = self.offsets.seal() {
-            tracing::error!(%error, "sealing the offsets store's witness at close failed");
-            first_error.get_or_insert(error.into());
+        // The witness names every commit made durable until now; then the offsets store is let
+        // go (sled closes, its lock is released), whoever else still holds a consumer: a store
+        // that closed can be opened again at once.
+        if let Some(offsets) = lock(&self.offsets).take() {
+            if let Err(error) = offsets.seal() {
+                tracing::error!(%error, "sealing the offsets store's witness at close failed");
+                first_error.get_or_insert(error.into());
+            }
+            drop(offsets);
         }
         self.pool.stop();
         lock(&self.lock_file).take();
@@ -1183,5 +1208,56 @@ struct ClockAdapter(Arc<dyn weir_log::Clock>);
 impl weir_offsets::Clock for ClockAdapter {
     fn now_ms(&self) -> u64 {
         self.0.now_ms()
+    }
+}
+
+/// The offsets store as the batch readers see it: held weakly, so that closing the store
+/// closes it (sled and its lock let go) even while consumers live on; they then get
+/// [`weir_batch::Error::Closed`].
+#[derive(Debug)]
+pub(crate) struct ClosableOffsets(pub(crate) std::sync::Weak<OffsetStore>);
+
+impl ClosableOffsets {
+    fn store(&self) -> weir_batch::Result<Arc<OffsetStore>> {
+        self.0.upgrade().ok_or(weir_batch::Error::Closed)
+    }
+}
+
+impl weir_batch::OffsetCommits for ClosableOffsets {
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> weir_batch::Result<Option<u64>> {
+        self.store()?.committed(group, topic, partition)
+    }
+
+    fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        expected: Option<u64>,
+    ) -> weir_batch::Result<()> {
+        weir_batch::OffsetCommits::commit(
+            &*self.store()?,
+            group,
+            topic,
+            partition,
+            offset,
+            expected,
+        )
+    }
+
+    fn reset(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> weir_batch::Result<()> {
+        weir_batch::OffsetCommits::reset(&*self.store()?, group, topic, partition, offset)
     }
 }
