@@ -127,3 +127,90 @@ fn ack_with_keeps_writes_and_progress_together() {
     store2.close().unwrap();
     assert!(matches!(tree.get("sum"), Err(Error::Closed)));
 }
+
+/// A helper over a batch's events needs only weir-store: `BatchEvents`, `EventView` and
+/// `Header` are re-exported.
+fn keys_of(events: &weir_store::BatchEvents) -> Vec<Option<Vec<u8>>> {
+    events
+        .iter()
+        .map(|event: weir_store::EventView<'_>| {
+            let _headers: Vec<weir_store::Header<'_>> = event.headers().collect();
+            event.key.map(<[u8]>::to_vec)
+        })
+        .collect()
+}
+
+#[test]
+fn the_api_reads_in_one_expression_and_async_code_can_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .unwrap();
+    let records: Vec<Record> = (0..6)
+        .map(|i| Record::new(format!("{i}")).key("k"))
+        .collect();
+    // A slice for `append`, the same slice for `append_async`.
+    store
+        .append("t", &records, Partitioning::Partition(0))
+        .unwrap();
+    weir_tests::block_on(store.append_async("t", &records[..2], Partitioning::Partition(0)))
+        .unwrap();
+    weir_tests::block_on(store.append_async("t", records.clone(), Partitioning::Partition(0)))
+        .unwrap();
+    // Settings in one expression despite #[non_exhaustive].
+    let config = ConsumerConfig::default()
+        .batch_size(5)
+        .max_wait(Duration::from_millis(10))
+        .max_in_flight(1);
+    let consumer = store.consumer("g", "t", config).unwrap();
+    assert_eq!(consumer.undelivered_events().unwrap(), 14);
+    assert!(!consumer.caught_up().unwrap());
+    let mut seen = 0;
+    while !consumer.caught_up().unwrap() {
+        let batch = consumer
+            .next_batch(Duration::from_secs(1))
+            .unwrap()
+            .unwrap();
+        assert!(keys_of(&batch.events)
+            .iter()
+            .all(|k| k.as_deref() == Some(&b"k"[..])));
+        seen += batch.events.len();
+        weir_tests::block_on(consumer.ack_async(&batch)).unwrap();
+    }
+    assert_eq!(seen, 14);
+    // An ack of a settled batch names the partition and where the batch starts.
+    let store2 = store.clone();
+    drop(consumer);
+    let consumer = store2
+        .consumer("h", "t", ConsumerConfig::default().batch_size(3))
+        .unwrap();
+    let batch = consumer
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    consumer.ack(&batch).unwrap();
+    let twice = consumer.ack(&batch).unwrap_err().to_string();
+    assert!(
+        twice.contains("partition 0")
+            && twice.contains("from offset 0")
+            && twice.contains("already settled"),
+        "{twice}"
+    );
+    // Replay from a time, as a SystemTime or as "this long ago".
+    let recent = store2
+        .replay(
+            "t",
+            0,
+            ReplayFrom::Ago(Duration::from_secs(3600)),
+            Default::default(),
+        )
+        .unwrap();
+    assert_eq!(recent.count(), 14);
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let none = store2
+        .replay("t", 0, ReplayFrom::Time(future), Default::default())
+        .unwrap();
+    assert_eq!(none.count(), 0);
+    store2.close().unwrap();
+}

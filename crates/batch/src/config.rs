@@ -56,6 +56,74 @@ impl Default for BatchConfig {
     }
 }
 
+/// Builder-style setters, so that a configuration reads in one expression despite the
+/// struct being `#[non_exhaustive]`:
+///
+/// ```
+/// use std::time::Duration;
+/// use weir_batch::BatchConfig;
+///
+/// let config = BatchConfig::default()
+///     .batch_size(500)
+///     .max_in_flight(4)
+///     .ack_timeout(Duration::from_secs(60));
+/// assert_eq!((config.batch_size, config.max_in_flight, config.ack_timeout_ms), (500, 4, 60_000));
+/// ```
+impl BatchConfig {
+    /// Sets [`BatchConfig::batch_size`].
+    #[must_use]
+    pub fn batch_size(mut self, events: u32) -> Self {
+        self.batch_size = events;
+        self
+    }
+
+    /// Sets [`BatchConfig::batch_bytes_max`].
+    #[must_use]
+    pub fn batch_bytes_max(mut self, bytes: u64) -> Self {
+        self.batch_bytes_max = bytes;
+        self
+    }
+
+    /// Sets [`BatchConfig::max_wait_ms`].
+    #[must_use]
+    pub fn max_wait(mut self, wait: std::time::Duration) -> Self {
+        self.max_wait_ms = millis(wait);
+        self
+    }
+
+    /// Sets [`BatchConfig::ack_timeout_ms`].
+    #[must_use]
+    pub fn ack_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.ack_timeout_ms = millis(timeout);
+        self
+    }
+
+    /// Sets [`BatchConfig::max_in_flight`].
+    #[must_use]
+    pub fn max_in_flight(mut self, batches: u32) -> Self {
+        self.max_in_flight = batches;
+        self
+    }
+
+    /// Sets [`BatchConfig::max_attempts`].
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets [`BatchConfig::commit_policy`].
+    #[must_use]
+    pub fn commit_policy(mut self, policy: CommitPolicy) -> Self {
+        self.commit_policy = policy;
+        self
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The largest `batch_size` accepted.
 pub const BATCH_SIZE_MAX: u32 = 1_000_000;
 

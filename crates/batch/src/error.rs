@@ -47,16 +47,18 @@ pub enum Error {
     },
 
     /// No batch with this id was delivered on this partition (or it is too old to remember).
-    #[error("unknown batch id {0}")]
-    UnknownBatch(BatchId),
+    #[error(
+        "unknown {0}: no such batch was delivered on this partition, or it is too old to remember"
+    )]
+    UnknownBatch(BatchRef),
 
     /// The batch's lease ran out and it was redelivered; the new holder settles it.
-    #[error("the lease of batch {0} ran out and the batch was redelivered")]
-    LeaseExpired(BatchId),
+    #[error("the lease of {0} ran out and the batch was redelivered: its new holder settles it")]
+    LeaseExpired(BatchRef),
 
     /// The batch was already acknowledged, nacked or dead-lettered through this id.
-    #[error("batch {0} was already settled")]
-    AlreadySettled(BatchId),
+    #[error("{0} was already settled (acknowledged, nacked or dead-lettered through this id)")]
+    AlreadySettled(BatchRef),
 
     /// The store the reader belongs to is closed: nothing more is read, acknowledged or
     /// committed.
@@ -71,4 +73,25 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+/// Which batch an error is about: its id, partition and, when known, first offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRef {
+    /// The delivery's id.
+    pub id: BatchId,
+    /// The partition.
+    pub partition: u32,
+    /// The batch's first offset, if the reader still knows it.
+    pub first_offset: Option<u64>,
+}
+
+impl std::fmt::Display for BatchRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch {} of partition {}", self.id, self.partition)?;
+        if let Some(first) = self.first_offset {
+            write!(f, " (from offset {first})")?;
+        }
+        Ok(())
+    }
 }

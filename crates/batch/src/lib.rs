@@ -61,7 +61,7 @@ pub use crate::dead_letter::{
     HEADER_ATTEMPTS, HEADER_GROUP, HEADER_LAST_REASON, HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC,
 };
-pub use crate::error::{BoxError, Error, Result};
+pub use crate::error::{BatchRef, BoxError, Error, Result};
 pub use crate::events::BatchEvents;
 pub use crate::notify::{Signal, Timer, WaitSet};
 pub use crate::offsets::{MemoryOffsets, OffsetCommits};

@@ -14,7 +14,7 @@ use weir_log::{Clock, Log, ReadBatch, ReadEnd};
 
 use crate::config::{BatchConfig, CommitPolicy};
 use crate::dead_letter::{DeadLetter, DeadLetterSink};
-use crate::error::{Error, Result};
+use crate::error::{BatchRef, Error, Result};
 use crate::events::BatchEvents;
 use crate::notify::{lock, Signal, WaitSet};
 use crate::offsets::OffsetCommits;
@@ -484,7 +484,9 @@ impl PartitionReader {
     /// Acknowledges `id` in `state` (the held partition state), releases it, wakes waiting
     /// members and counts the ack towards the commit policy: whether a commit is due.
     fn ack_holding(&self, mut state: MutexGuard<'_, Fetcher>, id: BatchId) -> Result<bool> {
-        state.ack(id).map_err(|error| settle_error(error, id))?;
+        state
+            .ack(id)
+            .map_err(|error| settle_error(error, id, self.partition, &state))?;
         drop(state);
         self.signal.notify();
         Ok(self.note_settled(1))
@@ -525,7 +527,9 @@ impl PartitionReader {
         // `commit` before `state`, as everywhere (never the other way round).
         let mut commit = lock(&self.commit);
         let mut state = lock(&self.state);
-        let (_first, end, first_unacked) = state.ackable(id).map_err(|e| settle_error(e, id))?;
+        let (_first, end, first_unacked) = state
+            .ackable(id)
+            .map_err(|e| settle_error(e, id, self.partition, &state))?;
         assert!(
             first_unacked,
             "with max_in_flight = 1 the only batch out is the first one not acknowledged"
@@ -557,9 +561,11 @@ impl PartitionReader {
         let reason = reason.map(|reason| truncate_reason(reason, NACK_REASON_BYTES_MAX));
         let now = self.clock.now_ms();
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        lock(&self.state)
+        let mut state = lock(&self.state);
+        state
             .nack(id, delay_ms, reason.map(str::to_string), now)
-            .map_err(|error| settle_error(error, id))?;
+            .map_err(|error| settle_error(error, id, self.partition, &state))?;
+        drop(state);
         self.signal.notify();
         Ok(())
     }
@@ -591,6 +597,17 @@ impl PartitionReader {
         self.restart_interval(seen);
         lock(&self.state).set_committed(target);
         Ok(Some(target))
+    }
+
+    /// Events this reader has yet to deliver: those at the log's (visible) end never
+    /// delivered, and those of batches waiting to be delivered again. 0 means the group has
+    /// caught up with this partition (batches out with members are not counted).
+    pub fn undelivered(&self) -> u64 {
+        let (next_fetch, waiting) = {
+            let state = lock(&self.state);
+            (state.next_fetch(), state.waiting_events())
+        };
+        self.log.end_offset().saturating_sub(next_fetch) + waiting
     }
 
     /// Visibility figures now.
@@ -872,10 +889,17 @@ fn id_base() -> u64 {
     weir_log::sim::SplitMix64::new(seed).next() & !0xffff_ffff
 }
 
-fn settle_error(error: SettleError, id: BatchId) -> Error {
+/// The error for a refused settle of batch `id` of `partition`, naming its offsets if `state`
+/// still knows them.
+fn settle_error(error: SettleError, id: BatchId, partition: u32, state: &PartitionState) -> Error {
+    let batch = BatchRef {
+        id,
+        partition,
+        first_offset: state.first_offset_of(id),
+    };
     match error {
-        SettleError::Unknown => Error::UnknownBatch(id),
-        SettleError::Expired => Error::LeaseExpired(id),
-        SettleError::AlreadySettled => Error::AlreadySettled(id),
+        SettleError::Unknown => Error::UnknownBatch(batch),
+        SettleError::Expired => Error::LeaseExpired(batch),
+        SettleError::AlreadySettled => Error::AlreadySettled(batch),
     }
 }

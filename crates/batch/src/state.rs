@@ -465,6 +465,17 @@ impl PartitionState {
         Ok(())
     }
 
+    /// The first offset of the batch delivered as `id`, if it is leased or remembered.
+    pub fn first_offset_of(&self, id: BatchId) -> Option<u64> {
+        self.leases.get(&id).copied().or_else(|| {
+            self.recent
+                .iter()
+                .rev()
+                .find(|(recent, _, _)| *recent == id)
+                .map(|(_, first, _)| *first)
+        })
+    }
+
     /// The offsets `first..end` of the batch delivered as `id`, if [`PartitionState::ack`]
     /// would accept it now, and whether acknowledging it would move the barrier to `end` (it is
     /// the first unacknowledged batch). Changes nothing.
@@ -598,6 +609,15 @@ impl PartitionState {
             .filter(|(_, range)| range.state != RangeState::Acked)
             .map(|(&first, range)| (first, range.end))
             .collect()
+    }
+
+    /// Events of batches waiting to be delivered again (nacked, or their lease ran out).
+    pub fn waiting_events(&self) -> u64 {
+        self.ranges
+            .iter()
+            .filter(|(_, range)| matches!(range.state, RangeState::Waiting { .. }))
+            .map(|(&first, range)| range.end - first)
+            .sum()
     }
 
     /// The most batches (of any state) between the barrier and the next fetch.

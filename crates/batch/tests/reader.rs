@@ -288,7 +288,10 @@ fn bad_config_and_stale_settles_are_typed_errors() {
         .expect("a batch");
     assert!(matches!(
         reader.ack(BatchId(77)),
-        Err(Error::UnknownBatch(BatchId(77)))
+        Err(Error::UnknownBatch(weir_batch::BatchRef {
+            id: BatchId(77),
+            ..
+        }))
     ));
     reader.ack(batch.id).unwrap();
     assert!(matches!(

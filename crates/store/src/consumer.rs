@@ -302,6 +302,81 @@ impl Consumer {
         Ok(outcome)
     }
 
+    /// [`Consumer::ack`] for async code: the ack is recorded at once, and a commit the policy
+    /// wants now (an fsync of the offsets store) runs on the store's blocking pool, so no
+    /// executor thread blocks. Works on any executor.
+    ///
+    /// # Errors
+    /// As [`Consumer::ack`].
+    pub async fn ack_async(&self, batch: &Batch) -> Result<()> {
+        self.check_open()?;
+        let (partition, id) = (batch.partition, batch.id);
+        match self.try_ack_id_deferring_commit(partition, id)? {
+            Some(false) => Ok(()),
+            Some(true) => {
+                let consumer = self.clone();
+                self.run_blocking(move || consumer.commit_partition(partition))
+                    .await
+            }
+            // The partition is busy (a fetch reads the log): ack where blocking is fine.
+            None => {
+                let consumer = self.clone();
+                self.run_blocking(move || consumer.ack_id(partition, id))
+                    .await
+            }
+        }
+    }
+
+    /// [`Consumer::nack`] for async code (the nack waits for the partition's state, which a
+    /// fetch may hold through disk I/O: it runs on the store's blocking pool).
+    ///
+    /// # Errors
+    /// As [`Consumer::nack`].
+    pub async fn nack_async(
+        &self,
+        batch: &Batch,
+        delay: Duration,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        self.check_open()?;
+        let consumer = self.clone();
+        let (partition, id) = (batch.partition, batch.id);
+        let reason = reason.map(str::to_string);
+        self.run_blocking(move || consumer.nack_id(partition, id, delay, reason.as_deref()))
+            .await
+    }
+
+    /// Runs `work` on the store's blocking pool.
+    async fn run_blocking(&self, work: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        self._store
+            .inner
+            .pool
+            .run(work)
+            .await
+            .unwrap_or(Err(Error::Closed))
+    }
+
+    /// Events the group has yet to deliver on this topic: those at the partitions' ends never
+    /// delivered, and those waiting to be delivered again (batches out with members are not
+    /// counted). 0 means the group has caught up: a consumer that wants to stop there need not
+    /// wait for a `next_batch` to time out.
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn undelivered_events(&self) -> Result<u64> {
+        self.check_open()?;
+        Ok(self.group.readers.iter().map(|r| r.undelivered()).sum())
+    }
+
+    /// True when the group has caught up with the topic ([`Consumer::undelivered_events`] is
+    /// 0).
+    ///
+    /// # Errors
+    /// [`Error::Closed`].
+    pub fn caught_up(&self) -> Result<bool> {
+        Ok(self.undelivered_events()? == 0)
+    }
+
     /// Acknowledges a batch by partition and id (e.g. from another process's record).
     ///
     /// # Errors

@@ -9,7 +9,10 @@
 //!   [`Store::append_async`] from async code. An append returns once its events are fsynced
 //!   (under the default sync policy); concurrent appends share fsyncs.
 //! - **Consume**: [`Store::consumer`] gives a member of a group; members in one process share
-//!   the group's cursor. `next_batch` (blocking) or `next_batch_async`, then `ack` or `nack`.
+//!   the group's cursor. `next_batch` (blocking) or `next_batch_async`, then `ack` or `nack`
+//!   (`ack_async`, `nack_async`); [`Consumer::ack_with`] acknowledges a batch together with
+//!   writes to a [`UserTree`] of your own in one durable step (exactly-once processing);
+//!   [`Consumer::caught_up`] says when nothing is left to deliver.
 //!   Batches that reach `max_attempts` go to the group's dead-letter topic
 //!   (`weir.dlq.<group>`).
 //! - **Replay**: [`Store::replay`] iterates a partition from an offset or a time, up to an
@@ -35,9 +38,7 @@
 //! let (partition, first) = produced.positions[0];
 //! assert_eq!(produced.positions[1], (partition, first + 1), "one key, one partition, in order");
 //!
-//! let mut config = ConsumerConfig::default();
-//! config.batch_size = 2;
-//! let consumer = store.consumer("billing", "orders", config)?;
+//! let consumer = store.consumer("billing", "orders", ConsumerConfig::default().batch_size(2))?;
 //! let batch = consumer.next_batch(Duration::from_secs(1))?.expect("two events are there");
 //! assert_eq!(batch.events.len(), 2);
 //! consumer.ack(&batch)?; // committed: the group resumes after these after a restart

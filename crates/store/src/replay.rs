@@ -22,6 +22,10 @@ pub enum ReplayFrom {
     /// The first event with a timestamp at or after this time (ms since the Unix epoch); the
     /// end if there is none.
     TimeMs(u64),
+    /// The first event with a timestamp at or after this time; the end if there is none.
+    Time(std::time::SystemTime),
+    /// The first event at most this long ago (by the store's clock); the end if there is none.
+    Ago(Duration),
 }
 
 /// How a replay runs.
@@ -84,6 +88,7 @@ impl Replay {
         log: Arc<Log>,
         from: ReplayFrom,
         options: ReplayOptions,
+        now_ms: u64,
     ) -> Result<Replay> {
         let (start, end) = (log.start_offset(), log.end_offset());
         let next_offset = match from {
@@ -101,10 +106,23 @@ impl Replay {
                 }
                 offset
             }
-            ReplayFrom::TimeMs(time) => log
-                .offset_for_time(time)
-                .map_err(|e| Error::from_log(topic, partition, e))?
-                .unwrap_or(end),
+            ReplayFrom::TimeMs(_) | ReplayFrom::Time(_) | ReplayFrom::Ago(_) => {
+                let time_ms = match from {
+                    ReplayFrom::TimeMs(time_ms) => time_ms,
+                    ReplayFrom::Time(time) => time
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| {
+                            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                        }),
+                    ReplayFrom::Ago(ago) => {
+                        now_ms.saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX))
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                log.offset_for_time(time_ms)
+                    .map_err(|e| Error::from_log(topic, partition, e))?
+                    .unwrap_or(end)
+            }
         };
         Ok(Replay {
             topic: topic.to_string(),

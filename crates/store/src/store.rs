@@ -681,10 +681,11 @@ impl Store {
     pub fn append(
         &self,
         topic: &str,
-        records: &[Record],
+        records: impl AsRef<[Record]>,
         partitioning: Partitioning,
     ) -> Result<Produced> {
-        self.inner.append(topic, records, partitioning, None)
+        self.inner
+            .append(topic, records.as_ref(), partitioning, None)
     }
 
     /// Appends `records` to one partition only if its end offset is `expected_offset`
@@ -696,12 +697,12 @@ impl Store {
         &self,
         topic: &str,
         partition: u32,
-        records: &[Record],
+        records: impl AsRef<[Record]>,
         expected_offset: u64,
     ) -> Result<u64> {
         let produced = self.inner.append(
             topic,
-            records,
+            records.as_ref(),
             Partitioning::Partition(partition),
             Some(expected_offset),
         )?;
@@ -712,16 +713,18 @@ impl Store {
     }
 
     /// [`Store::append`] for async code: the fsync wait runs on the store's blocking pool, so
-    /// no runtime thread blocks. Works on any executor.
+    /// no runtime thread blocks. Works on any executor. Takes the records as [`Store::append`]
+    /// does (a slice is copied — the values' bytes are shared, not copied — and a `Vec` moved).
     ///
     /// # Errors
     /// As [`Store::append`]; [`Error::Closed`] if the store closed first.
     pub async fn append_async(
         &self,
         topic: &str,
-        records: Vec<Record>,
+        records: impl Into<Vec<Record>>,
         partitioning: Partitioning,
     ) -> Result<Produced> {
+        let records: Vec<Record> = records.into();
         let inner = self.inner.clone();
         let topic = topic.to_string();
         let completion = self
@@ -782,7 +785,14 @@ impl Store {
     ) -> Result<Replay> {
         let topic_handle = self.inner.topic(topic)?;
         let log = topic_handle.log(partition)?.clone();
-        Replay::new(topic, partition, log, from, options)
+        Replay::new(
+            topic,
+            partition,
+            log,
+            from,
+            options,
+            self.inner.config.clock.now_ms(),
+        )
     }
 
     /// Every group with committed offsets or consumers in this process, sorted.
