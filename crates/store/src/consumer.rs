@@ -24,7 +24,13 @@ pub(crate) struct Group {
     pub readers: Vec<Arc<PartitionReader>>,
     signal: Arc<Signal>,
     next_partition: AtomicUsize,
+    /// Per partition that fails to deliver (a damaged one, say): when its failure was last
+    /// logged, and how many since were not (every consumer's every attempt meets it again).
+    failures_logged: std::sync::Mutex<std::collections::HashMap<u32, (Option<Instant>, u64)>>,
 }
+
+/// A partition's failure to deliver is logged at most this often.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +92,7 @@ impl Group {
             readers,
             signal,
             next_partition: AtomicUsize::new(0),
+            failures_logged: std::sync::Mutex::default(),
         });
         groups.retain(|_, group| group.strong_count() > 0);
         groups.insert(key, Arc::downgrade(&group));
@@ -109,7 +116,7 @@ impl Group {
                 Err(error) => {
                     // One failing partition must not starve the others: serve them, and
                     // report the failure only if none had a batch.
-                    tracing::warn!(group = %self.name, topic = %self.topic, partition = reader.partition(), %error, "a partition failed to deliver");
+                    self.log_failure(reader.partition(), &error);
                     failure.get_or_insert((reader.partition(), error));
                     continue;
                 }
@@ -155,6 +162,24 @@ impl Group {
                 partition,
                 partitions: self.readers.len() as u32,
             })
+    }
+
+    /// Logs a partition's failure to deliver, at most once per [`FAILURE_LOG_INTERVAL`],
+    /// saying how many were not logged since.
+    fn log_failure(&self, partition: u32, error: &weir_batch::Error) {
+        let mut logged = lock(&self.failures_logged);
+        let now = Instant::now();
+        let entry = logged.entry(partition).or_insert((None, 0));
+        if entry
+            .0
+            .is_some_and(|last| now.duration_since(last) < FAILURE_LOG_INTERVAL)
+        {
+            entry.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut entry.1);
+        entry.0 = Some(now);
+        tracing::warn!(group = %self.name, topic = %self.topic, partition, %error, suppressed, "a partition failed to deliver ({suppressed} more like this in the last interval not logged)");
     }
 
     /// Wakes every member waiting on this group.
