@@ -250,7 +250,7 @@ impl Backend {
                     .await?;
             }
             Backend::Local(store) => {
-                let records = values.into_iter().map(weir_store::Record::new).collect();
+                let records: Vec<_> = values.into_iter().map(weir_store::Record::new).collect();
                 store
                     .append_async(topic, records, weir_store::Partitioning::RoundRobin)
                     .await?;
