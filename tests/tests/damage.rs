@@ -1145,3 +1145,91 @@ fn case9_repair_leaves_verify_clean_a_deleted_offsets_store_is_reported_and_rest
     assert_eq!(report.journal.restored.iter().map(|r| r.2).sum::<u64>(), 15);
     assert_eq!(read_back(&store, "t", 0).events.len(), 15);
 }
+
+/// Review finding F5: the journal holds the only copy (a power cut dropped the segments'
+/// unsynced bytes) and one of its blocks is damaged: repair writes back every other block,
+/// marks the damaged one's offsets lost, and converges to a clean directory.
+#[test]
+fn repair_converges_when_a_damaged_journal_block_held_the_only_copy() {
+    let mut case = Case::new();
+    let store = case.open().unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .unwrap();
+    for round in 0..6 {
+        produce(
+            &store,
+            "t",
+            0,
+            &hundred_byte_records(3, &format!("r{round}")),
+        );
+    }
+    let image = case.sim.power_cut(CrashMode::DropUnsynced);
+    let offsets = case.bench.offsets_files();
+    drop(store);
+    case.bench.restore(&Image {
+        sim: image.clone(),
+        offsets,
+        oracle: Oracle::default(),
+    });
+    case.sim = image;
+    // Damage the third block (each append was its own group commit here).
+    let journal = sim_files(&case.sim, &case.root().join("journal"));
+    let (path, bytes) = journal.iter().next().expect("a journal file");
+    let block_len = u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize + 8;
+    case.flip(path, 32 + 2 * block_len + 30);
+    assert!(
+        case.open().is_err(),
+        "a damaged journal block refuses the open"
+    );
+    let outcome = case.repair();
+    assert_eq!(outcome.after, Health::Clean, "{outcome:#?}");
+    assert_eq!(outcome.recovery.journal.lost.len(), 1, "{outcome:#?}");
+    let store = case.open().unwrap();
+    let read = read_back(&store, "t", 0);
+    assert_eq!(read.events.len(), 15);
+    assert_eq!(read.lost, vec![6..9]);
+    assert_eq!(produce(&store, "t", 0, &[Record::new("next")]), 18);
+}
+
+/// Review finding F1: a group joining a damaged partition must not move its committed offset
+/// back to where reads stop (that offset is the evidence of what was acknowledged).
+#[test]
+fn a_group_joining_a_damaged_partition_keeps_its_committed_offset() {
+    let case = Case::new();
+    let store = case.open().unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .unwrap();
+    for round in 0..4 {
+        produce(
+            &store,
+            "t",
+            0,
+            &hundred_byte_records(10, &format!("r{round}")),
+        );
+    }
+    let consumer = store
+        .consumer("g", "t", ConsumerConfig::default().batch_size(30))
+        .unwrap();
+    let batch = consumer
+        .next_batch(Duration::from_secs(1))
+        .unwrap()
+        .unwrap();
+    consumer.ack(&batch).unwrap();
+    drop(consumer);
+    store.close().unwrap();
+    drop(store);
+    // Damage the first frame: reads stop at offset 0; the group had committed 30.
+    let segment = case.segments("t", 0).remove(0);
+    case.flip(&segment, FIRST_FRAME + 100);
+    let store = case.open().unwrap();
+    assert_eq!(store.damaged_partitions().len(), 1);
+    let consumer = store
+        .consumer("g", "t", ConsumerConfig::default().batch_size(30))
+        .unwrap();
+    assert!(consumer.next_batch(Duration::from_millis(50)).is_err());
+    drop(consumer);
+    let committed = store.describe_group("g").unwrap().partitions[0].committed_offset;
+    assert_eq!(committed, 30, "the committed offset was moved back");
+}

@@ -167,10 +167,13 @@ impl PartitionReader {
         let mut stored = offsets.committed(group, topic, partition)?;
         let (start, end) = (log.start_offset(), log.end_offset());
         let resume = stored.unwrap_or(start).clamp(start, end);
-        if stored.is_some_and(|offset| offset > end) {
+        if stored.is_some_and(|offset| offset > end) && log.damage().is_none() {
             // Past the end (the log lost unsynced events, or the topic was recreated): the
             // stored value must move back too, or later commits below it would be refused and
-            // a restart would skip everything between the end and the stale value.
+            // a restart would skip everything between the end and the stale value. (Not for a
+            // damaged log, whose end is where reads stop: its committed offset is the evidence
+            // of what was acknowledged, which `weir repair` needs. Nothing past the damage can
+            // be delivered, so nothing is committed below it meanwhile.)
             offsets.reset(group, topic, partition, resume)?;
             stored = Some(resume);
         }

@@ -521,6 +521,7 @@ impl Log {
         };
         writer.allocated_end = writer.end.position;
         writer.created_ms = now_ms;
+        writer.active_version = format::SEGMENT_FORMAT_VERSION;
         writer.index = IndexBuilder::new(base_offset, inner.config.index_interval_bytes);
         self.mark_fsynced(writer.end);
         let end = writer.end;

@@ -94,7 +94,21 @@ impl Log {
                 // Closed cleanly: everything written was fsynced then.
                 return Ok(());
             }
-            self.check_writable(&writer)?;
+            if self.inner.read_only {
+                // Opened read-only (damaged): nothing was written, nothing to make durable.
+                return Ok(());
+            }
+            // Damage a read found later does not stop this: what was written (and journaled)
+            // before it must still reach the segment (the journal's retirement, a frame after a
+            // gap, a full device all rely on it).
+            if let Some(cause) = self.inner.poison.get() {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if writer.closed {
+                return Err(Error::Closed);
+            }
         }
         self.lead_sync(true)
     }

@@ -469,6 +469,11 @@ impl Log {
             checkpoint.position = end.position;
             checkpoint.next_offset = end.next_offset;
         })?;
+        if inner.damage.get().is_some() {
+            // A read found damage: no clean-shutdown marker, so that the next open reads the
+            // active segment whole again (and finds damage there, if it is there).
+            return Ok(());
+        }
         let marker = inner.dir.join(CLEAN_SHUTDOWN_FILE);
         inner
             .storage

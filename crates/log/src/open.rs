@@ -306,7 +306,7 @@ impl Opener<'_> {
             .filter(|d| d.blocks_reads_at().is_some())
             .min_by_key(|d| d.blocks_reads_at())
         {
-            end = damaged_end(survey, first, end);
+            end = damaged_end(survey, first, end, self.storage);
         }
         let checkpoint = survey.valid_checkpoint().unwrap_or(Checkpoint {
             start_offset: decision.start_offset,
@@ -395,7 +395,12 @@ fn summary_of(scan: &survey::SegmentScan) -> Summary {
 }
 
 /// Where reads stop in a damaged log: at the damage that blocks reads first.
-fn damaged_end(survey: &Survey, damage: &Damage, active_end: EndPoint) -> EndPoint {
+fn damaged_end(
+    survey: &Survey,
+    damage: &Damage,
+    active_end: EndPoint,
+    storage: &dyn Storage,
+) -> EndPoint {
     let segment_of = |path: &Path| {
         survey
             .segments
@@ -425,7 +430,12 @@ fn damaged_end(survey: &Survey, damage: &Damage, active_end: EndPoint) -> EndPoi
                 Some(before) => EndPoint {
                     next_offset: base_offset.min(active_end.next_offset),
                     segment_base: before.base_offset,
-                    position: before.file_bytes,
+                    // An open survey does not read sealed segments before the checkpoint's:
+                    // their length is the file's (sealed segments are whole).
+                    position: storage
+                        .open(&before.path, OpenMode::Read)
+                        .and_then(|file| file.len())
+                        .unwrap_or(before.file_bytes),
                 },
                 None => EndPoint {
                     next_offset: survey.segments[0].base_offset,

@@ -58,9 +58,10 @@ impl Evidence {
 }
 
 /// How healthy a partition (or a whole data directory) is, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Health {
     /// Nothing to do: the log opens as it is.
+    #[default]
     Clean,
     /// Open fixes it without losing an acknowledged event (a torn tail, leftovers, the torn
     /// header of an empty new segment); or (full surveys) a derived file to rebuild.
@@ -411,7 +412,13 @@ pub fn decide(survey: &Survey, evidence: &Evidence) -> Decision {
             }
             let end = scan.end_after_resume.map_or(scan.next_offset, |e| e.1);
             let next_base = next_base.unwrap_or(end);
-            if end != next_base && (scan.invalid.is_empty() || scan.end_after_resume.is_some()) {
+            // Only when the scan reached the file's end through valid frames (no invalid run,
+            // or the last one resumed): a damaged tail is the frame damage above already.
+            let reached_end = scan
+                .invalid
+                .last()
+                .is_none_or(|invalid| invalid.resumed.is_some());
+            if end != next_base && reached_end {
                 damage.push(Damage {
                     file: segment.path.clone(),
                     position: scan.end_after_resume.map_or(scan.valid_end, |e| e.0),

@@ -179,15 +179,25 @@ pub fn plan(survey: &Survey, evidence: &Evidence) -> RepairPlan {
     };
     let segment_index = |path: &Path| survey.segments.iter().position(|s| s.path == path);
     let mut checkpoint_wrong = false;
-    // The log's end after the repair: (active segment, position, next offset).
-    let mut end = survey.segments.last().and_then(|active| {
-        active.scan.as_ref().map(|scan| {
-            (
-                active.base_offset,
-                scan.end_after_resume.map_or(scan.valid_end, |e| e.0),
-                scan.end_after_resume.map_or(scan.next_offset, |e| e.1),
-            )
+    // The log's end after the repair: (active segment, position, next offset). Past an
+    // invalid run of the active segment only if that run is damage (a marker then stands for
+    // it and the frames after it are kept); a torn tail, and whatever follows it, is cut by
+    // the next open and never counts.
+    let active_damaged = survey.segments.last().is_some_and(|active| {
+        decision.damage.iter().any(|damage| {
+            damage.file == active.path && matches!(damage.kind, DamageKind::Frame { .. })
         })
+    });
+    let mut end = survey.segments.last().and_then(|active| {
+        active
+            .scan
+            .as_ref()
+            .map(|scan| match scan.end_after_resume {
+                Some((position, next_offset)) if active_damaged => {
+                    (active.base_offset, position, next_offset)
+                }
+                _ => (active.base_offset, scan.valid_end, scan.next_offset),
+            })
     });
     for damage in &decision.damage {
         match &damage.kind {

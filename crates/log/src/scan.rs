@@ -334,7 +334,15 @@ fn after_invalid(
             && candidate.len() >= format::FRAME_HEADER_LEN
             && {
                 let base = u64::from_le_bytes(candidate[8..16].try_into().unwrap_or_default());
-                base >= offset_min && base - offset_min < RESUME_OFFSET_WINDOW
+                // Where valid frames first resume, the damaged bytes before it held at most
+                // one event per 18 bytes (an event's fixed part): a frame inside an event's
+                // value that names offsets further on is not taken for it.
+                let window = if found.resumed.is_none() {
+                    at as u64 / format::EVENT_FIXED_LEN as u64 + 1
+                } else {
+                    RESUME_OFFSET_WINDOW
+                };
+                base >= offset_min && base - offset_min <= window
             };
         if plausible {
             if let Ok(header) = format::check_frame(candidate) {

@@ -619,8 +619,12 @@ impl OffsetStore {
     }
 
     /// Every group's readable committed offsets, in order, leaving out the values that fail
-    /// their checks (see [`OpenReport::corrupt`]).
-    pub(crate) fn readable_groups(&self) -> Result<Vec<GroupDescription>> {
+    /// their checks (see [`OpenReport::corrupt`]): what weir-store's recovery takes as
+    /// witnesses, at open and in `weir verify` alike.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] if sled fails.
+    pub fn readable_groups(&self) -> Result<Vec<GroupDescription>> {
         let mut groups: Vec<GroupDescription> = Vec::new();
         for entry in self.tree.iter() {
             let (key, value) = entry.map_err(|source| self.storage("scan the offsets", source))?;

@@ -182,9 +182,20 @@ pub struct Witnesses {
     /// Per (topic name, partition): the highest committed offset and the group that committed
     /// it.
     committed: HashMap<(String, u32), (u64, String)>,
+    /// The open is `weir repair`'s (`StoreConfig::journal_repair`): the journal's replay then
+    /// records as lost what a partition lacks before a journaled frame, so everything up to the
+    /// journal's last frame counts as restorable.
+    repairing: bool,
 }
 
 impl Witnesses {
+    /// The witnesses as `weir repair`'s open takes them (see [`Witnesses::repairing`]).
+    #[must_use]
+    pub fn repairing(mut self, repairing: bool) -> Witnesses {
+        self.repairing = repairing;
+        self
+    }
+
     /// Reads the journal's frames.
     pub fn from_journal(journal: &JournalSurvey) -> Witnesses {
         let mut witnesses = Witnesses::default();
@@ -204,16 +215,11 @@ impl Witnesses {
         witnesses
     }
 
-    /// Adds the committed offsets of every group that the offsets store can describe (a
-    /// group whose values are corrupt is left out: it says nothing).
+    /// Adds the committed offsets of every group, but for values that fail their checks.
     pub fn add_committed(&mut self, offsets: &weir_offsets::OffsetStore) -> Result<()> {
-        let mut descriptions = Vec::new();
-        for group in offsets.list_groups()? {
-            if let Ok(description) = offsets.describe_group(&group) {
-                descriptions.push(description);
-            }
-        }
-        self.add_descriptions(&descriptions);
+        // The same reading `weir verify` gets from `weir_offsets::inspect`: every readable
+        // value, only the corrupt ones left out (not their whole group).
+        self.add_descriptions(&offsets.readable_groups()?);
         Ok(())
     }
 
@@ -237,8 +243,14 @@ impl Witnesses {
     pub(crate) fn evidence(&self, meta: &TopicMeta, partition: u32) -> Evidence {
         let mut evidence = Evidence::default();
         if let Some((runs, file)) = self.journal.get(&(meta.id, partition)) {
-            evidence.restorable.clone_from(runs);
             evidence.acknowledged_end = runs.iter().map(|r| r.end).max().unwrap_or(0);
+            if self.repairing {
+                // Repair's replay writes back every journaled frame and marks the holes before
+                // them lost: nothing up to the journal's end is left missing.
+                evidence.restorable = std::iter::once(0..evidence.acknowledged_end).collect();
+            } else {
+                evidence.restorable.clone_from(runs);
+            }
             evidence.acknowledged_by = format!("the store's journal ({})", file.display());
         }
         if meta.config.sync == TopicSync::Always {
@@ -602,6 +614,9 @@ pub struct RepairOutcome {
     /// What the store's open afterwards did (journal replay, events lost to damaged journal
     /// blocks).
     pub recovery: crate::store::StoreRecoveryReport,
+    /// What `weir verify` says of the directory afterwards (clean, unless something could not
+    /// be repaired).
+    pub after: Health,
 }
 
 /// Repairs the stopped data directory `root` from `inspection` (taken just before: the caller
@@ -665,6 +680,9 @@ pub fn repair(
     let store = crate::Store::builder(root).config(repairing).open()?;
     outcome.recovery = store.recovery_report().clone();
     store.close()?;
+    drop(store);
+    // Say how it ended: the same inspection `weir verify` makes.
+    outcome.after = inspect_with(root, config)?.health();
     Ok(outcome)
 }
 

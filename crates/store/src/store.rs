@@ -394,7 +394,8 @@ impl Store {
         for corrupt in &offsets.open_report().corrupt {
             tracing::error!(key = %corrupt.key, problem = %corrupt.problem, "a committed offset is damaged: its group cannot read it until `weir group reset` or `weir repair`");
         }
-        let mut witnesses = Witnesses::from_journal(&journal_survey);
+        let mut witnesses =
+            Witnesses::from_journal(&journal_survey).repairing(config.journal_repair);
         witnesses.add_committed(&offsets)?;
         let mut names: Vec<String> = storage
             .list_dir(&topics_dir)

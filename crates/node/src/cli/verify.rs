@@ -350,6 +350,17 @@ pub(crate) fn repair(args: &RepairArgs) -> anyhow::Result<i32> {
             .iter()
             .map(|(_, _, first, end)| end - first)
             .sum::<u64>();
+    if outcome.after != Health::Clean {
+        out.flush()?;
+        return Err(exit::with_code(
+            exit::ERROR,
+            format!(
+                "the repair did not leave the directory clean (verify says {:?}): run `weir \
+                 verify` to see what is left",
+                outcome.after
+            ),
+        ));
+    }
     writeln!(
         out,
         "repaired: {} partition(s) mended, {} created, {lost} event(s) lost, {} torn tail(s) \
