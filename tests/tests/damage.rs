@@ -1233,3 +1233,29 @@ fn a_group_joining_a_damaged_partition_keeps_its_committed_offset() {
     let committed = store.describe_group("g").unwrap().partitions[0].committed_offset;
     assert_eq!(committed, 30, "the committed offset was moved back");
 }
+
+/// Review finding F3: a topic whose `topic.json` is missing but whose partitions hold events is
+/// damage (the open refuses, changing nothing), not an interrupted creation to remove.
+#[test]
+fn a_missing_topic_json_with_events_is_damage_not_an_interrupted_creation() {
+    let case = Case::new();
+    let store = case.open().unwrap();
+    store
+        .create_topic("t", TopicConfig::with_partitions(1))
+        .unwrap();
+    produce(&store, "t", 0, &hundred_byte_records(5, "r"));
+    store.close().unwrap();
+    drop(store);
+    let meta = case.root().join("topics/t/topic.json");
+    case.sim.remove_file(&meta).unwrap();
+    let before = sim_files(&case.sim, case.root());
+    assert!(case.open().is_err());
+    assert_eq!(
+        sim_files(&case.sim, case.root()),
+        before,
+        "the topic was removed"
+    );
+    let inspection = case.inspect();
+    assert!(inspection.refuses_open());
+    assert_eq!(inspection.health(), Health::Damaged);
+}

@@ -472,6 +472,21 @@ pub fn inspect_with(root: &Path, config: &crate::StoreConfig) -> Result<StoreIns
         if storage.list_dir(&dir).is_err() {
             continue;
         }
+        if !name.starts_with(DELETED_PREFIX)
+            && !topic::meta_exists(storage, &dir)?
+            && topic::holds_events(storage, &dir)?
+        {
+            inspection.problems.push(StoreProblem {
+                health: Health::Damaged,
+                refuses_open: true,
+                path: dir.join(TOPIC_FILE),
+                text: "the topic's metadata file is missing, but its partitions hold events (the \
+                       store will not open; restore topic.json from a backup, or write it again \
+                       by hand from docs/format.md)"
+                    .into(),
+            });
+            continue;
+        }
         if name.starts_with(DELETED_PREFIX) || !topic::meta_exists(storage, &dir)? {
             inspection.problems.push(StoreProblem {
                 health: Health::Repairable,

@@ -406,6 +406,15 @@ impl Store {
         for name in names {
             let dir = topics_dir.join(&name);
             if name.starts_with(DELETED_PREFIX) || !topic::meta_exists(&*storage, &dir)? {
+                if !name.starts_with(DELETED_PREFIX) && topic::holds_events(&*storage, &dir)? {
+                    return Err(Error::Corrupt {
+                        path: dir.join(topic::TOPIC_FILE),
+                        reason: "the topic's metadata file is missing, but its partitions hold \
+                                 events (restore topic.json from a backup, or write it again \
+                                 by hand from docs/format.md; nothing was changed)"
+                            .into(),
+                    });
+                }
                 // An interrupted deletion, or a creation that never reached its metadata file.
                 interrupted.push((name, dir));
                 continue;

@@ -199,6 +199,32 @@ fn write_meta(storage: &dyn Storage, dir: &Path, meta: &TopicMeta) -> Result<()>
     sync_dir(storage, dir)
 }
 
+/// True if any partition directory under the topic directory `dir` holds a segment with a
+/// frame (more than a header): then a missing metadata file is damage, not an interrupted
+/// creation (which writes the metadata last, before any event can be appended).
+pub(crate) fn holds_events(storage: &dyn Storage, dir: &Path) -> Result<bool> {
+    let Ok(partitions) = storage.list_dir(dir) else {
+        return Ok(false);
+    };
+    for partition in partitions {
+        let partition_dir = dir.join(&partition);
+        let Ok(names) = storage.list_dir(&partition_dir) else {
+            continue;
+        };
+        for name in names.iter().filter(|name| name.ends_with(".log")) {
+            let path = partition_dir.join(name);
+            let len = storage
+                .open(&path, OpenMode::Read)
+                .and_then(|file| file.len())
+                .map_err(|e| Error::io("read the length of", &path, e))?;
+            if len > weir_log::format::SEGMENT_HEADER_LEN as u64 {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// True if the topic directory `dir` has its metadata file (its creation completed).
 pub(crate) fn meta_exists(storage: &dyn Storage, dir: &Path) -> Result<bool> {
     let path = dir.join(TOPIC_FILE);
