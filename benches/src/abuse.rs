@@ -2,7 +2,9 @@
 //! `crates/node/tests/abuse_driver` (the same scenarios `tests/abuse.rs` asserts on), while a
 //! well-behaved client produces and consumes. Figures: the good client's p50/p99 under abuse
 //! next to its undisturbed values measured in the same run (target: p99 within 3×), the node's
-//! peak RSS next to its undisturbed RSS, and how fast the node closed each kind of abuser.
+//! peak RSS next to its undisturbed RSS, its peak RSS with 4, 16 and 64 clients that never read
+//! their responses and its RSS after they are gone (issue 16), each next to the idle node's RSS,
+//! and how fast the node closed each kind of abuser.
 //!
 //! Needs the release binary: `cargo build --release -p weir-node` (looked up next to this
 //! harness's own executable).
@@ -71,6 +73,29 @@ pub fn run(options: &Options) -> Vec<Figure> {
         report.rss_undisturbed_mib,
         "bounded",
     ));
+    // Issue 16: the node's memory under clients that never read their responses, next to the
+    // idle node's, and once they are gone (after the undisturbed gap that follows).
+    for scenario in &report.scenarios {
+        let Some(count) = scenario.name.strip_prefix("never_reading_") else {
+            continue;
+        };
+        figures.push(Figure::new(
+            &format!("node_rss_peak_{count}_never_readers_mib"),
+            scenario.rss_peak_mib,
+            "MiB",
+            "node RSS, idle",
+            report.rss_undisturbed_mib,
+            "< 256 MiB",
+        ));
+        figures.push(Figure::new(
+            &format!("node_rss_after_{count}_never_readers_mib"),
+            scenario.rss_after_mib,
+            "MiB",
+            "node RSS, idle",
+            report.rss_undisturbed_mib,
+            "<= 2x idle",
+        ));
+    }
     for scenario in &report.scenarios {
         let bound_ms = scenario.close_bound.as_secs_f64() * 1000.0;
         let mut figure = Figure::new(

@@ -71,7 +71,12 @@ async fn respond(
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, content_type, body) = match (method, path) {
         ("GET", "/metrics") => match handle {
-            Some(handle) => ("200 OK", "text/plain; version=0.0.4", handle.render()),
+            Some(handle) => {
+                // A gauge read when asked for, not kept up to date on every charge.
+                metrics::gauge!("weir_node_buffer_bytes")
+                    .set(shared.buffers.charged_bytes() as f64);
+                ("200 OK", "text/plain; version=0.0.4", handle.render())
+            }
             None => (
                 "503 Service Unavailable",
                 "text/plain",

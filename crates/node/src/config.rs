@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The largest `node_buffer_bytes_max` (1 TiB): far more than any machine, and small enough
+/// for the budget's counters.
+const NODE_BUFFER_BYTES_LIMIT: u64 = 1 << 40;
+
 /// How logs are written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -46,6 +50,16 @@ pub struct NodeConfig {
     pub connections_max: u32,
     /// Requests in flight per connection; more get `too_many_in_flight`. Default 128.
     pub in_flight_max: u32,
+    /// Bytes of buffers one connection may hold: request frames being read or in flight, and
+    /// responses being made or waiting to be written. A connection at its limit is not read,
+    /// and its reads and fetches wait, until it drains (`docs/protocol.md`, "Limits"). At least
+    /// `frame_bytes_max`. Default 16 MiB.
+    pub connection_buffer_bytes_max: u64,
+    /// Bytes of buffers all connections together may hold. Half of it is set aside in equal
+    /// parts for each of `connections_max` connections (64 KiB each by default), so that a
+    /// small request or response is never held up by other connections; the other half is
+    /// shared. At least 2 × `connection_buffer_bytes_max`. Default 128 MiB.
+    pub node_buffer_bytes_max: u64,
     /// Longest long-poll wait a request may ask for. Default 60 s.
     pub wait_max_ms: u64,
     /// The largest event, encoded. Default 1 MiB.
@@ -68,6 +82,8 @@ impl Default for NodeConfig {
             write_timeout_ms: 10_000,
             connections_max: 1024,
             in_flight_max: 128,
+            connection_buffer_bytes_max: 16 << 20,
+            node_buffer_bytes_max: 128 << 20,
             wait_max_ms: 60_000,
             event_bytes_max: 1 << 20,
             log_format: LogFormat::Pretty,
@@ -130,6 +146,35 @@ impl NodeConfig {
         if self.in_flight_max == 0 {
             return bad("in_flight_max", "must be at least 1".into());
         }
+        if self.connection_buffer_bytes_max < u64::from(self.frame_bytes_max) {
+            return bad(
+                "connection_buffer_bytes_max",
+                format!(
+                    "{} is less than frame_bytes_max {}: a connection must be able to hold one \
+                     frame",
+                    self.connection_buffer_bytes_max, self.frame_bytes_max
+                ),
+            );
+        }
+        if self.node_buffer_bytes_max / 2 < self.connection_buffer_bytes_max {
+            return bad(
+                "node_buffer_bytes_max",
+                format!(
+                    "{} is less than twice connection_buffer_bytes_max {}: the shared half \
+                     must hold one connection's buffers",
+                    self.node_buffer_bytes_max, self.connection_buffer_bytes_max
+                ),
+            );
+        }
+        if self.node_buffer_bytes_max > NODE_BUFFER_BYTES_LIMIT {
+            return bad(
+                "node_buffer_bytes_max",
+                format!(
+                    "{} is more than {NODE_BUFFER_BYTES_LIMIT}",
+                    self.node_buffer_bytes_max
+                ),
+            );
+        }
         if self.token.as_deref() == Some("") {
             return bad(
                 "token",
@@ -162,5 +207,44 @@ impl NodeConfig {
 
     pub(crate) fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(config: &NodeConfig) -> Option<String> {
+        config.validate().err().map(|error| error.field)
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(NodeConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn buffers_hold_a_frame_per_connection_and_two_connections_in_the_pool() {
+        let mut config = NodeConfig::default();
+        config.connection_buffer_bytes_max = u64::from(config.frame_bytes_max) - 1;
+        assert_eq!(
+            field_of(&config).as_deref(),
+            Some("connection_buffer_bytes_max")
+        );
+        let mut config = NodeConfig::default();
+        config.node_buffer_bytes_max = 2 * config.connection_buffer_bytes_max - 1;
+        assert_eq!(field_of(&config).as_deref(), Some("node_buffer_bytes_max"));
+        config.node_buffer_bytes_max += 1;
+        assert_eq!(field_of(&config), None);
+    }
+
+    #[test]
+    fn buffer_limits_come_from_the_file() {
+        let config = NodeConfig::from_toml(
+            "connection_buffer_bytes_max = 33554432\nnode_buffer_bytes_max = 268435456\n",
+        )
+        .expect("parses");
+        assert_eq!(config.connection_buffer_bytes_max, 32 << 20);
+        assert_eq!(config.node_buffer_bytes_max, 256 << 20);
     }
 }

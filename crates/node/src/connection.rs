@@ -3,8 +3,10 @@
 //! per-frame deadline, and a writer task that sends encoded responses under a write deadline.
 //! Request semantics live in `dispatch.rs`.
 //!
-//! Bounded everywhere: the read buffer starts small, never grows past one frame (whose length is checked
-//! against `frame_bytes_max` before the body is read), and responses wait in a bounded channel.
+//! Bounded everywhere: the read buffer starts small, never grows past one frame (whose length is
+//! checked against `frame_bytes_max` before the body is read, and charged to the connection's
+//! buffer budget before the body is read: `buffers.rs`), and responses wait in a bounded channel,
+//! each with its charge, which the writer returns once the response is written.
 //!
 //! A whole frame is split off the read buffer without a copy and decoded with
 //! `decode_frame_shared`, so a produce's values are slices of the bytes read from the socket
@@ -18,6 +20,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
 use weir_proto::{decode_frame_shared, peek_header, Frame, FrameError, FrameLimits, Request};
 
+use crate::buffers::{Charge, ConnectionBuffers};
+
 /// Bytes read per call once a frame has started.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Room for reading until a frame's header is complete: a whole small request, or the header of
@@ -30,8 +34,9 @@ const _: () = assert!(weir_proto::FRAME_HEADER_LEN < FIRST_READ_BYTES);
 /// What reading the next frame gave.
 #[derive(Debug)]
 pub(crate) enum ReadOutcome {
-    /// A whole, checked frame.
-    Frame(Frame<Request>),
+    /// A whole, checked frame, and its bytes' charge (to keep as long as the request holds
+    /// them: a `Produce`'s values are slices of the frame).
+    Frame(Frame<Request>, Charge),
     /// The peer closed the connection between frames.
     Closed,
     /// No frame started within the idle timeout.
@@ -49,19 +54,34 @@ pub(crate) struct FrameReader {
     read: OwnedReadHalf,
     buffer: BytesMut,
     limits: FrameLimits,
+    buffers: ConnectionBuffers,
+    /// The charge for the frame at the head of the buffer, once its header was read.
+    charge: Option<Charge>,
 }
 
 impl FrameReader {
-    pub(crate) fn new(read: OwnedReadHalf, limits: FrameLimits) -> Self {
+    pub(crate) fn new(
+        read: OwnedReadHalf,
+        limits: FrameLimits,
+        buffers: ConnectionBuffers,
+    ) -> Self {
         FrameReader {
             read,
             buffer: BytesMut::new(),
             limits,
+            buffers,
+            charge: None,
         }
     }
 
+    /// From now on, frames up to `limits` (the node's, once the handshake is done).
+    pub(crate) fn set_limits(&mut self, limits: FrameLimits) {
+        self.limits = limits;
+    }
+
     /// The next frame, waiting at most `idle` for it to start and `frame_deadline` for it to
-    /// complete once started.
+    /// complete once started (not counting the time its charge waited for the connection to
+    /// drain). Cancel-safe: what was read, and a charge taken, stay for the next call.
     pub(crate) async fn next(&mut self, idle: Duration, frame_deadline: Duration) -> ReadOutcome {
         let mut frame_started: Option<Instant> = (!self.buffer.is_empty()).then(Instant::now);
         loop {
@@ -72,7 +92,20 @@ impl FrameReader {
                 Ok(None) => None,
                 Err(error) => return ReadOutcome::Invalid(error),
             };
+            if let Some(frame_len) = frame_len.filter(|_| self.charge.is_none()) {
+                // Charged before its body is read: a connection at its limit (or a node whose
+                // pool is spent) is not read until it drains; that wait is not the peer's.
+                let asked = Instant::now();
+                self.charge = Some(self.buffers.charge(frame_len).await);
+                if let Some(started) = frame_started.as_mut() {
+                    *started += asked.elapsed();
+                }
+            }
             if let Some(frame_len) = frame_len.filter(|&len| len <= self.buffer.len()) {
+                let charge = self
+                    .charge
+                    .take()
+                    .unwrap_or_else(|| unreachable!("a frame is charged once its header is read"));
                 let bytes = self.buffer.split_to(frame_len).freeze();
                 if self.buffer.is_empty() {
                     // Nothing of the next frame is here: let go of the allocation (the frame
@@ -81,7 +114,7 @@ impl FrameReader {
                     self.buffer = BytesMut::new();
                 }
                 return match decode_frame_shared::<Request>(&bytes, &self.limits) {
-                    Ok(Some((frame, _))) => ReadOutcome::Frame(frame),
+                    Ok(Some((frame, _))) => ReadOutcome::Frame(frame, charge),
                     Ok(None) => unreachable!("a whole frame was split off"),
                     // The caller closes on a bad CRC or body; after an unknown kind (a whole,
                     // sound frame) it goes on, and the frame is already gone from the buffer.
@@ -119,17 +152,27 @@ impl FrameReader {
     }
 }
 
-/// Writes encoded frames from `frames` until the channel closes; gives up (and notifies
-/// `failed`) when a write does not finish within `write_timeout` (a peer that never reads).
+/// An encoded response on its way to the socket, with its charge.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    pub frame: Vec<u8>,
+    pub charge: Charge,
+}
+
+/// Writes encoded frames from `frames` until the channel closes, returning each one's charge
+/// once written; gives up (and notifies `failed`) when a write does not finish within
+/// `write_timeout` (a peer that never reads). Frames still queued then are dropped with the
+/// channel, and their charges with them.
 pub(crate) async fn write_frames(
     mut write: OwnedWriteHalf,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<Outgoing>,
     write_timeout: Duration,
     failed: std::sync::Arc<Notify>,
 ) {
-    while let Some(frame) = frames.recv().await {
-        match tokio::time::timeout(write_timeout, write.write_all(&frame)).await {
-            Ok(Ok(())) => {}
+    while let Some(outgoing) = frames.recv().await {
+        match tokio::time::timeout(write_timeout, write.write_all(&outgoing.frame)).await {
+            // Written: its bytes are the kernel's now.
+            Ok(Ok(())) => drop(outgoing.charge),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "writing a response failed");
                 failed.notify_one();
@@ -163,7 +206,11 @@ mod tests {
         let (node_side, _) = listener.accept().await.expect("accept");
         let (read, write) = node_side.into_split();
         drop(write);
-        (FrameReader::new(read, FrameLimits::default()), peer)
+        let buffers = crate::buffers::NodeBuffers::new(&crate::NodeConfig::default()).connection();
+        (
+            FrameReader::new(read, FrameLimits::default(), buffers),
+            peer,
+        )
     }
 
     fn produce_frame(request_id: u64, value_bytes: usize) -> Vec<u8> {
@@ -210,7 +257,7 @@ mod tests {
             peer.write_all(&frame).await.expect("write");
             peer
         });
-        let ReadOutcome::Frame(read) = reader.next(SHORT, Duration::from_secs(10)).await else {
+        let ReadOutcome::Frame(read, _) = reader.next(SHORT, Duration::from_secs(10)).await else {
             panic!("no frame");
         };
         assert_eq!(read.request_id, 1);
@@ -233,7 +280,8 @@ mod tests {
             peer
         });
         for expected in 1..=3 {
-            let ReadOutcome::Frame(read) = reader.next(SHORT, Duration::from_secs(10)).await else {
+            let ReadOutcome::Frame(read, _) = reader.next(SHORT, Duration::from_secs(10)).await
+            else {
                 panic!("no frame {expected}");
             };
             assert_eq!(read.request_id, expected);

@@ -22,12 +22,16 @@ use weir_store::{
     Store, TopicConfig, TopicSync,
 };
 
+use crate::buffers::{Charge, NodeBuffers};
 use crate::config::NodeConfig;
+use crate::server::Out;
 
 /// State shared by every connection.
 pub(crate) struct Shared {
     pub store: Store,
     pub config: NodeConfig,
+    /// The buffer budget of every connection (`buffers.rs`).
+    pub buffers: Arc<NodeBuffers>,
     consumers: Mutex<HashMap<(String, String), (Consumer, proto::ConsumerSettings)>>,
     pub started_ms: u64,
     pub connections: AtomicU32,
@@ -41,6 +45,7 @@ impl Shared {
             .map_or(0, |d| d.as_millis() as u64);
         Shared {
             store,
+            buffers: NodeBuffers::new(&config),
             config,
             consumers: Mutex::new(HashMap::new()),
             started_ms,
@@ -96,8 +101,28 @@ fn commit_released(released: Vec<Consumer>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Executes one request (never the handshake).
-pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response {
+/// What a request comes to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved once; boxing would allocate for every answer"
+)]
+pub(crate) enum Answer {
+    /// This response, with what was charged for it if it was charged while being made.
+    Respond(Response, Option<Charge>),
+    /// Nothing: the connection could no longer be answered before the request started its
+    /// work (counted in `weir_node_requests_dropped_total`).
+    Dropped,
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Answer {
+        Answer::Respond(response, None)
+    }
+}
+
+/// Executes one request (never the handshake). A `Read` or `Fetch` charges its answer to the
+/// connection's buffers through `out` before it makes it.
+pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request, out: &Out) -> Answer {
     let result = match request {
         Request::Hello(_) => Err(error(
             ErrorCode::InvalidArgument,
@@ -107,7 +132,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
         Request::CreateTopic(create) => {
             let config = match topic_config(create.partitions, &create.settings) {
                 Ok(config) => config,
-                Err(response) => return response,
+                Err(response) => return response.into(),
             };
             blocking(shared, move |store| {
                 store
@@ -143,8 +168,8 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
             .await
         }
         Request::Produce(produce) => produce_events(shared, produce).await,
-        Request::Read(read) => read_events(shared, read).await,
-        Request::Fetch(fetch) => fetch_batch(shared, fetch).await,
+        Request::Read(read) => return read_events(shared, read, out).await,
+        Request::Fetch(fetch) => return fetch_batch(shared, fetch, out).await,
         Request::Ack(ack) => {
             let consumer = shared
                 .consumers()
@@ -270,7 +295,7 @@ pub(crate) async fn dispatch(shared: &Arc<Shared>, request: Request) -> Response
             .await
         }
     };
-    result.unwrap_or_else(|response| response)
+    result.unwrap_or_else(|response| response).into()
 }
 
 type Outcome = Result<Response, Response>;
@@ -416,7 +441,33 @@ async fn produce_events(shared: &Arc<Shared>, produce: proto::Produce) -> Outcom
     }
 }
 
-async fn read_events(shared: &Arc<Shared>, read: proto::Read) -> Outcome {
+/// The most bytes a `Read`'s answer of `max_bytes` takes: its events come to at most `max_bytes`
+/// unless its first event alone is larger (which may be as large as an event may be), and no
+/// answer is larger than a frame. The answer is cut to fit ([`read_answer_events`]).
+fn read_answer_bytes(max_bytes: u32, config: &NodeConfig) -> usize {
+    max_bytes
+        .max(config.event_bytes_max)
+        .min(config.frame_bytes_max) as usize
+}
+
+/// While an answer is made, two copies of it are held at the most: the log's buffers (or the
+/// batch) and the answer's events copied out of them, then the answer and its encoding. It is
+/// charged for both until encoded, then for its frame alone (`server.rs`, `send`).
+const MAKING_COPIES: usize = 2;
+
+async fn read_events(shared: &Arc<Shared>, read: proto::Read, out: &Out) -> Answer {
+    match read_events_charged(shared, read, out).await {
+        Ok(Some((response, charge))) => Answer::Respond(response, Some(charge)),
+        Ok(None) => Answer::Dropped,
+        Err(response) => response.into(),
+    }
+}
+
+async fn read_events_charged(
+    shared: &Arc<Shared>,
+    read: proto::Read,
+    out: &Out,
+) -> Result<Option<(Response, Charge)>, Response> {
     let log = shared
         .store
         .partition_log(&read.topic, read.partition)
@@ -437,16 +488,29 @@ async fn read_events(shared: &Arc<Shared>, read: proto::Read) -> Outcome {
     };
     let wait = Duration::from_millis(u64::from(read.max_wait_ms).min(shared.config.wait_max_ms));
     if wait > Duration::ZERO && from == log.end_offset() {
-        // Long poll: until the offset is visible or the wait runs out (an empty answer).
+        // Long poll: until the offset is visible or the wait runs out (an empty answer). It
+        // holds no charge while it waits.
         let _ = tokio::time::timeout(wait, log.wait_for_async(from)).await;
     }
-    let (topic, partition) = (read.topic.clone(), read.partition);
-    let max_events = read.max_events.max(1) as usize;
-    let max_bytes = read.max_bytes.max(1) as usize;
     // The end is taken before the read, which sees at least that much: an answer never claims
     // an end past `first_offset` with no events (events appended after the read but before
-    // the answer used to make an empty answer say so; found by the soak's oracle).
+    // the answer used to make an empty answer say so; found by the soak's oracle). The read
+    // stops there, so that what is charged for it holds: the bytes of the largest answer it can
+    // give, or next to nothing if there is nothing to read (a long poll that ran out).
     let end_offset = log.end_offset();
+    let visible_events = end_offset.saturating_sub(from);
+    let charge_bytes = if visible_events == 0 {
+        ANSWER_OVERHEAD_BYTES
+    } else {
+        MAKING_COPIES * read_answer_bytes(read.max_bytes, &shared.config)
+    };
+    // Charged before the log is read, waiting while the connection or the node is at its limit.
+    let Some(charge) = out.charge(charge_bytes).await else {
+        return Ok(None);
+    };
+    let (topic, partition) = (read.topic.clone(), read.partition);
+    let max_events = u64::from(read.max_events.max(1)).min(visible_events) as usize;
+    let max_bytes = read.max_bytes.max(1) as usize;
     let reader = log.clone();
     let batch = tokio::task::spawn_blocking(move || reader.read(from, max_events, max_bytes))
         .await
@@ -461,14 +525,59 @@ async fn read_events(shared: &Arc<Shared>, read: proto::Read) -> Outcome {
             end_offset: lost.end,
         }));
     }
-    Ok(Response::Read(proto::ReadResult {
-        partition,
-        first_offset: from,
-        next_offset: batch.next_offset(),
-        end_offset: end_offset.max(batch.next_offset()),
-        events: log_frames(&batch),
-    }))
+    let events = read_answer_events(&batch, charge.bytes() / MAKING_COPIES);
+    Ok(Some((
+        Response::Read(proto::ReadResult {
+            partition,
+            first_offset: from,
+            next_offset: batch.next_offset(),
+            end_offset: end_offset.max(batch.next_offset()),
+            events,
+        }),
+        charge,
+    )))
 }
+
+/// A read's events as answered: the log's own checked frames, shipped as they are (the client
+/// checks the same CRCs), when they fit in `answer_bytes`; else only the events read, decoded.
+/// The log's frames may hold far more than was asked for (a frame is read whole, even for one of
+/// its events), and an answer must not be larger than what was charged for it (`buffers.rs`).
+fn read_answer_events(batch: &weir_log::ReadBatch, answer_bytes: usize) -> proto::Events {
+    let frames = batch.frames();
+    let Some(first) = frames.first() else {
+        return proto::Events::empty();
+    };
+    let frame_bytes: usize = frames.iter().map(|f| f.bytes.len()).sum();
+    if frame_bytes + ANSWER_OVERHEAD_BYTES > answer_bytes {
+        return proto::Events::Decoded(
+            batch
+                .iter()
+                .map(|event| proto::Event {
+                    offset: event.offset,
+                    timestamp_ms: event.timestamp_ms,
+                    key: event.key.map(<[u8]>::to_vec),
+                    headers: event
+                        .headers()
+                        .map(|h| (h.name.to_string(), h.value.to_vec()))
+                        .collect(),
+                    value: event.value.to_vec(),
+                })
+                .collect(),
+        );
+    }
+    let mut bytes = Vec::with_capacity(frame_bytes);
+    for frame in frames {
+        bytes.extend_from_slice(&frame.bytes);
+    }
+    proto::Events::LogFrames(proto::LogFrames {
+        bytes,
+        skip: (batch.first_offset() - first.header.base_offset) as u32,
+        count: batch.len() as u32,
+    })
+}
+
+/// What an answer adds to its events: the frame's header and the answer's other fields.
+const ANSWER_OVERHEAD_BYTES: usize = 256;
 
 /// A batch's events: the log's own checked frames when the batch is one piece (the client
 /// checks the same CRCs), decoded events otherwise.
@@ -501,23 +610,6 @@ fn batch_events(events: &weir_batch::BatchEvents) -> proto::Events {
     )
 }
 
-/// The read's own checked log frames, shipped as they are (the client checks the same CRCs).
-fn log_frames(batch: &weir_log::ReadBatch) -> proto::Events {
-    let frames = batch.frames();
-    let Some(first) = frames.first() else {
-        return proto::Events::empty();
-    };
-    let mut bytes = Vec::with_capacity(frames.iter().map(|f| f.bytes.len()).sum());
-    for frame in frames {
-        bytes.extend_from_slice(&frame.bytes);
-    }
-    proto::Events::LogFrames(proto::LogFrames {
-        bytes,
-        skip: (batch.first_offset() - first.header.base_offset) as u32,
-        count: batch.len() as u32,
-    })
-}
-
 fn consumer_config(settings: &proto::ConsumerSettings) -> ConsumerConfig {
     let mut config = ConsumerConfig::default();
     config.batch_size = settings.batch_size;
@@ -539,7 +631,19 @@ fn consumer_config(settings: &proto::ConsumerSettings) -> ConsumerConfig {
     config
 }
 
-async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch) -> Outcome {
+async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch, out: &Out) -> Answer {
+    match fetch_batch_charged(shared, fetch, out).await {
+        Ok(Some((response, charge))) => Answer::Respond(response, charge),
+        Ok(None) => Answer::Dropped,
+        Err(response) => response.into(),
+    }
+}
+
+async fn fetch_batch_charged(
+    shared: &Arc<Shared>,
+    fetch: proto::Fetch,
+    out: &Out,
+) -> Result<Option<(Response, Option<Charge>)>, Response> {
     let key = (fetch.group.clone(), fetch.topic.clone());
     let existing = shared.consumers().get(&key).cloned();
     let consumer = match existing {
@@ -567,8 +671,19 @@ async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch) -> Outcome {
         }
     };
     let wait = Duration::from_millis(u64::from(fetch.wait_ms).min(shared.config.wait_max_ms));
-    let batch = consumer.next_batch_async(wait).await.map_err(store_error)?;
-    Ok(Response::Fetched(batch.map(|batch| proto::Batch {
+    // The batch is the group's (held by the store until acknowledged or expired), whether or
+    // not this answer is ever made: charged once it is known, before it is copied out.
+    let Some(batch) = consumer.next_batch_async(wait).await.map_err(store_error)? else {
+        return Ok(Some((Response::Fetched(None), None)));
+    };
+    let bytes = (batch_bytes(&batch.events) + ANSWER_OVERHEAD_BYTES)
+        .min(shared.config.frame_bytes_max as usize);
+    let Some(charge) = out.charge(MAKING_COPIES * bytes).await else {
+        // Nobody will take it: its lease runs out and it is delivered again, as if the
+        // connection had gone with it.
+        return Ok(None);
+    };
+    let response = Response::Fetched(Some(proto::Batch {
         partition: batch.partition,
         batch_id: batch.id.0,
         first_offset: batch.first_offset,
@@ -581,7 +696,27 @@ async fn fetch_batch(shared: &Arc<Shared>, fetch: proto::Fetch) -> Outcome {
         },
         lease_expires_ms: batch.lease_expires_ms,
         events: batch_events(&batch.events),
-    })))
+    }));
+    Ok(Some((response, Some(charge))))
+}
+
+/// About the bytes [`batch_events`] makes of `events`: their frames' bytes, or the events'
+/// (with a few bytes each for their offset, timestamp and lengths).
+fn batch_bytes(events: &weir_batch::BatchEvents) -> usize {
+    if let Some((frames, _, _)) = events.frames() {
+        return frames.iter().map(|f| f.bytes.len()).sum();
+    }
+    events
+        .iter()
+        .map(|event| {
+            32 + event.key.map_or(0, <[u8]>::len)
+                + event.value.len()
+                + event
+                    .headers()
+                    .map(|h| 8 + h.name.len() + h.value.len())
+                    .sum::<usize>()
+        })
+        .sum()
 }
 
 fn log_error(topic: &str, partition: u32, error: weir_log::Error) -> StoreError {

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod buffers;
 pub mod config;
 mod connection;
 mod dispatch;

@@ -97,6 +97,14 @@ struct ServeArgs {
     /// Requests in flight per connection [default: 128].
     #[arg(long, env = "WEIR_IN_FLIGHT_MAX")]
     in_flight_max: Option<u32>,
+    /// Bytes of request and response buffers one connection may hold; at its limit it is not
+    /// read until it drains [default: 16777216 (16 MiB), at least --frame-bytes-max].
+    #[arg(long, env = "WEIR_CONNECTION_BUFFER_BYTES_MAX")]
+    connection_buffer_bytes_max: Option<u64>,
+    /// Bytes of request and response buffers all connections together may hold [default:
+    /// 134217728 (128 MiB), at least twice --connection-buffer-bytes-max].
+    #[arg(long, env = "WEIR_NODE_BUFFER_BYTES_MAX")]
+    node_buffer_bytes_max: Option<u64>,
     /// Close connections idle this long, in ms [default: 300000].
     #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS")]
     idle_timeout_ms: Option<u64>,
@@ -166,6 +174,12 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
     }
     if let Some(value) = args.in_flight_max {
         config.in_flight_max = value;
+    }
+    if let Some(value) = args.connection_buffer_bytes_max {
+        config.connection_buffer_bytes_max = value;
+    }
+    if let Some(value) = args.node_buffer_bytes_max {
+        config.node_buffer_bytes_max = value;
     }
     if let Some(value) = args.idle_timeout_ms {
         config.idle_timeout_ms = value;

@@ -18,9 +18,10 @@ use tokio::task::JoinSet;
 use weir_proto::{encode_frame, ErrorCode, FrameLimits, Request, Response};
 use weir_store::Store;
 
+use crate::buffers::{Charge, ConnectionBuffers};
 use crate::config::NodeConfig;
-use crate::connection::{write_frames, FrameReader, ReadOutcome};
-use crate::dispatch::{dispatch, Shared};
+use crate::connection::{write_frames, FrameReader, Outgoing, ReadOutcome};
+use crate::dispatch::{dispatch, Answer, Shared};
 
 /// Serves `store` on `listener` (and the admin HTTP endpoints on `admin`) until `shutdown`
 /// completes, then shuts down gracefully and closes the store.
@@ -119,22 +120,25 @@ async fn refuse(socket: TcpStream, limits: FrameLimits) {
     }
 }
 
-/// Frames waiting for the connection's writer, besides the one it is writing: with each at most
-/// `frame_bytes_max`, this is the output buffer of 2 × `frame_bytes_max` of `docs/protocol.md`. Once it is full (a client that does not
-/// read), requests in flight wait to hand over their response and the reader waits to answer
-/// the next one, so the node stops reading the connection until the write deadline closes it.
-/// (It was `in_flight_max + 4` frames: a client that never read its responses could make the
-/// node hold about 2 × `in_flight_max` large responses, ~200 MiB per connection with 512 KiB
+/// Frames waiting for the connection's writer, besides the one it is writing. Their bytes are
+/// charged to the connection's buffers until written (`buffers.rs`); the count bounds the small
+/// uncharged part of each (the channel's slots). Once it is full (a client that does not read),
+/// requests wait to hand over their response, holding their charge, and the connection's
+/// budget runs out: its reads and fetches wait before they read anything, and its reader waits
+/// before it reads another frame, until the write deadline closes it. (It was
+/// `in_flight_max + 4` frames, uncharged: ~200 MiB per never-reading connection with 512 KiB
 /// reads — found by `tests/abuse.rs`.)
 const OUTPUT_FRAMES_MAX: usize = 2;
 
-/// Sends `response` for `request_id`; false if the connection's writer is gone. The response is
-/// dropped once encoded, so a request waiting for room in the output buffer holds one copy of
-/// its answer, not two.
+/// Sends `response` for `request_id` with the `charge` taken for it (if any: otherwise its
+/// encoded bytes are charged now), and returns false if the connection's writer is gone. The
+/// response is dropped once encoded, so a request waiting for room in the output buffer holds
+/// one copy of its answer, not two; its charge is made to fit the encoded frame.
 async fn send(
-    frames: &mpsc::Sender<Vec<u8>>,
+    out: &Out,
     request_id: u64,
     response: Response,
+    charge: Option<Charge>,
     limits: &FrameLimits,
 ) -> bool {
     let frame = if matches!(response, Response::Read(_)) {
@@ -152,16 +156,50 @@ async fn send(
     } else {
         encode_response(request_id, response, limits)
     };
-    match frame {
-        Some(frame) => frames.send(frame).await.is_ok(),
-        None => false,
+    let Some(frame) = frame else {
+        return false;
+    };
+    let charge = match charge {
+        Some(mut charge) => {
+            // Smaller than charged: the rest goes back. Larger (a read's answer is at most its
+            // charge, but an encoding may add a little): taken if free now, never waited for
+            // while holding the charge.
+            charge.resize(frame.capacity());
+            charge
+        }
+        None => out.buffers.charge(frame.capacity()).await,
+    };
+    out.frames.send(Outgoing { frame, charge }).await.is_ok()
+}
+
+/// Where a connection's responses go: its writer's queue, and the budget they are charged to.
+#[derive(Clone)]
+pub(crate) struct Out {
+    pub frames: mpsc::Sender<Outgoing>,
+    pub buffers: ConnectionBuffers,
+}
+
+impl Out {
+    /// Charges `bytes` for an answer about to be made (waiting while the connection or the
+    /// node is at its limit); `None` if the connection can no longer be answered by then: the
+    /// request is dropped unrun, as if the connection had gone before it arrived (protocol.md,
+    /// "Closing"), instead of being made for nobody.
+    pub(crate) async fn charge(&self, bytes: usize) -> Option<Charge> {
+        let charge = self.buffers.charge(bytes).await;
+        if self.frames.is_closed() {
+            metrics::counter!("weir_node_requests_dropped_total").increment(1);
+            return None;
+        }
+        Some(charge)
     }
 }
 
 /// Encodes `response` as a frame (dropping it once encoded); an `internal` error frame if it
 /// cannot be encoded; `None` if not even that can.
 fn encode_response(request_id: u64, response: Response, limits: &FrameLimits) -> Option<Vec<u8>> {
-    let mut frame = Vec::new();
+    // Sized up front: grown as it is written, a large frame would be copied at each doubling
+    // and end up with up to twice the room it needs, uncharged.
+    let mut frame = Vec::with_capacity(encoded_bytes_hint(&response));
     let encoded = encode_frame(&mut frame, request_id, &response, limits);
     drop(response);
     if let Err(error) = encoded {
@@ -176,6 +214,34 @@ fn encode_response(request_id: u64, response: Response, limits: &FrameLimits) ->
     Some(frame)
 }
 
+/// At least the bytes `response` encodes to (a little more for events, whose lengths are
+/// counted at their largest), for the responses that carry events; a small start otherwise.
+fn encoded_bytes_hint(response: &Response) -> usize {
+    let events = match response {
+        Response::Read(read) => &read.events,
+        Response::Fetched(Some(batch)) => &batch.events,
+        _ => return 256,
+    };
+    let events_bytes = match events {
+        weir_proto::Events::LogFrames(frames) => frames.bytes.len(),
+        weir_proto::Events::Decoded(events) => events
+            .iter()
+            .map(|event| {
+                // Offset, timestamp, the key's and value's lengths, the header count: varints of
+                // at most 10 bytes each, and an option tag.
+                51 + event.key.as_ref().map_or(0, Vec::len)
+                    + event.value.len()
+                    + event
+                        .headers
+                        .iter()
+                        .map(|(name, value)| 20 + name.len() + value.len())
+                        .sum::<usize>()
+            })
+            .sum(),
+    };
+    weir_proto::FRAME_HEADER_LEN + 128 + events_bytes
+}
+
 /// Compares two tokens in time that depends only on their lengths, not on where they differ.
 fn token_matches(expected: &str, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.as_bytes());
@@ -185,6 +251,10 @@ fn token_matches(expected: &str, given: &str) -> bool {
     }
     difference == 0
 }
+
+/// Frames before the handshake are at most this long (a `Hello` is far smaller): a peer that
+/// has not shown its token never gets more than this charged to the node's buffers.
+const HANDSHAKE_FRAME_BYTES_MAX: u32 = weir_proto::FRAME_BYTES_MIN;
 
 /// One connection: the handshake, then requests until the peer leaves, breaks the protocol,
 /// idles out, or the node shuts down.
@@ -197,7 +267,11 @@ async fn handle(
 ) {
     let config = &shared.config;
     let (read, write) = socket.into_split();
-    let (frames, outgoing) = mpsc::channel::<Vec<u8>>(OUTPUT_FRAMES_MAX);
+    let (frames, outgoing) = mpsc::channel::<Outgoing>(OUTPUT_FRAMES_MAX);
+    let out = Out {
+        frames,
+        buffers: shared.buffers.connection(),
+    };
     let writer_failed = Arc::new(Notify::new());
     let writer = tokio::spawn(write_frames(
         write,
@@ -205,7 +279,9 @@ async fn handle(
         config.write_timeout(),
         writer_failed.clone(),
     ));
-    let mut reader = FrameReader::new(read, limits);
+    let handshake_limits =
+        FrameLimits::new(HANDSHAKE_FRAME_BYTES_MAX.min(config.frame_bytes_max)).unwrap_or(limits);
+    let mut reader = FrameReader::new(read, handshake_limits, out.buffers.clone());
 
     // The handshake: the first frame must be a Hello with an acceptable version and token.
     // The handshake deadline runs from the accept and covers the whole Hello: without the outer
@@ -218,63 +294,48 @@ async fn handle(
     .await
     .unwrap_or(ReadOutcome::Incomplete);
     let welcomed = match first {
-        ReadOutcome::Frame(frame) => match frame.message {
-            Request::Hello(hello) => {
-                let version_ok = (weir_proto::PROTOCOL_VERSION_MIN..=weir_proto::PROTOCOL_VERSION)
-                    .contains(&hello.protocol_version);
-                let token_ok = match (&config.token, &hello.token) {
-                    (None, _) => true,
-                    (Some(expected), Some(given)) => token_matches(expected, given),
-                    (Some(_), None) => false,
-                };
-                let response = if !version_ok {
-                    Response::error(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "protocol version {} is not served (this node speaks {})",
-                            hello.protocol_version,
-                            weir_proto::PROTOCOL_VERSION
+        ReadOutcome::Frame(frame, charge) => {
+            drop(charge);
+            match frame.message {
+                Request::Hello(hello) => {
+                    let response = welcome(config, &hello, peer);
+                    let ok = matches!(response, Response::Welcome(_));
+                    send(&out, frame.request_id, response, None, &limits).await && ok
+                }
+                _ => {
+                    send(
+                        &out,
+                        frame.request_id,
+                        Response::error(
+                            ErrorCode::HandshakeRequired,
+                            "the first request must be a Hello",
                         ),
+                        None,
+                        &limits,
                     )
-                } else if !token_ok {
-                    tracing::warn!(%peer, "handshake with a wrong or missing token");
-                    Response::error(ErrorCode::Unauthorized, "wrong or missing token")
-                } else {
-                    Response::Welcome(weir_proto::Welcome {
-                        protocol_version: weir_proto::PROTOCOL_VERSION,
-                        server_version: env!("CARGO_PKG_VERSION").to_string(),
-                        frame_bytes_max: config.frame_bytes_max,
-                        in_flight_max: config.in_flight_max,
-                        idle_timeout_ms: config.idle_timeout_ms,
-                    })
-                };
-                let ok = matches!(response, Response::Welcome(_));
-                send(&frames, frame.request_id, response, &limits).await && ok
+                    .await;
+                    false
+                }
             }
-            _ => {
-                send(
-                    &frames,
-                    frame.request_id,
-                    Response::error(
-                        ErrorCode::HandshakeRequired,
-                        "the first request must be a Hello",
-                    ),
-                    &limits,
-                )
-                .await;
-                false
-            }
-        },
+        }
         ReadOutcome::Invalid(error) => {
             let response = Response::error(error.code(), error.to_string());
-            send(&frames, error.request_id().unwrap_or(0), response, &limits).await;
+            send(
+                &out,
+                error.request_id().unwrap_or(0),
+                response,
+                None,
+                &limits,
+            )
+            .await;
             false
         }
         ReadOutcome::Idle | ReadOutcome::Incomplete => {
             send(
-                &frames,
+                &out,
                 0,
                 Response::error(ErrorCode::Timeout, "no handshake in time"),
+                None,
                 &limits,
             )
             .await;
@@ -284,9 +345,10 @@ async fn handle(
     };
 
     if welcomed {
+        reader.set_limits(limits);
         serve_requests(
             &mut reader,
-            &frames,
+            &out,
             shared,
             limits,
             &mut stop,
@@ -295,13 +357,46 @@ async fn handle(
         )
         .await;
     }
-    drop(frames);
+    drop(reader);
+    drop(out);
     let _ = writer.await;
+}
+
+/// The answer to a `Hello`: `Welcome`, or why not.
+fn welcome(config: &NodeConfig, hello: &weir_proto::Hello, peer: SocketAddr) -> Response {
+    let version_ok = (weir_proto::PROTOCOL_VERSION_MIN..=weir_proto::PROTOCOL_VERSION)
+        .contains(&hello.protocol_version);
+    let token_ok = match (&config.token, &hello.token) {
+        (None, _) => true,
+        (Some(expected), Some(given)) => token_matches(expected, given),
+        (Some(_), None) => false,
+    };
+    if !version_ok {
+        Response::error(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {} is not served (this node speaks {})",
+                hello.protocol_version,
+                weir_proto::PROTOCOL_VERSION
+            ),
+        )
+    } else if !token_ok {
+        tracing::warn!(%peer, "handshake with a wrong or missing token");
+        Response::error(ErrorCode::Unauthorized, "wrong or missing token")
+    } else {
+        Response::Welcome(weir_proto::Welcome {
+            protocol_version: weir_proto::PROTOCOL_VERSION,
+            server_version: env!("CARGO_PKG_VERSION").to_string(),
+            frame_bytes_max: config.frame_bytes_max,
+            in_flight_max: config.in_flight_max,
+            idle_timeout_ms: config.idle_timeout_ms,
+        })
+    }
 }
 
 async fn serve_requests(
     reader: &mut FrameReader,
-    frames: &mpsc::Sender<Vec<u8>>,
+    out: &Out,
     shared: &Arc<Shared>,
     limits: FrameLimits,
     stop: &mut watch::Receiver<bool>,
@@ -311,14 +406,6 @@ async fn serve_requests(
     let config = &shared.config;
     let in_flight_max = config.in_flight_max as usize;
     let in_flight = Arc::new(Semaphore::new(in_flight_max));
-    // Response bytes this connection may have in the making at once, in KiB: a request that
-    // answers with events (a read, a batch) reserves its byte limit before it starts, and gives
-    // it back once its response is queued. Other requests reserve nothing, so a produce or an
-    // ack never waits behind reads. A client that sends reads faster than it takes their
-    // answers has at most this budget's worth of them at work (the rest wait, holding nothing),
-    // and `in_flight_max` bounds how many wait.
-    let budget_kib = response_budget_kib(config.frame_bytes_max);
-    let response_budget = Arc::new(Semaphore::new(budget_kib as usize));
     let mut requests = JoinSet::new();
     loop {
         if *stop.borrow() {
@@ -333,38 +420,34 @@ async fn serve_requests(
             outcome = reader.next(config.idle_timeout(), config.frame_timeout()) => outcome,
         };
         match outcome {
-            ReadOutcome::Frame(frame) => {
+            ReadOutcome::Frame(frame, charge) => {
                 metrics::counter!("weir_node_requests_total", "kind" => frame.message.kind_name())
                     .increment(1);
                 match in_flight.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let reserve =
-                            response_kib(&frame.message, config.frame_bytes_max).min(budget_kib);
-                        let budget = response_budget.clone();
+                        // A produce's values are slices of its frame: its charge lasts until the
+                        // append is done. Other requests copied what they need when decoded.
+                        let charge = matches!(frame.message, Request::Produce(_)).then_some(charge);
                         let shared = shared.clone();
-                        let frames = frames.clone();
+                        let out = out.clone();
                         requests.spawn(async move {
-                            let reserved = match reserve {
-                                0 => None,
-                                kib => budget.acquire_many_owned(kib).await.ok(),
-                            };
-                            // The writer gave up (a peer that does not read its answers, or
-                            // a broken socket): nothing can be answered any more, so a request
-                            // not yet started is dropped unrun, as if the connection had
-                            // dropped before it arrived (protocol.md, "Closing"). Otherwise
-                            // every read waiting for the budget would run, one after another,
-                            // for nobody.
-                            if frames.is_closed() {
+                            // The writer gave up (a peer that does not read its answers, or a
+                            // broken socket): nothing can be answered any more, so a request
+                            // not yet started is dropped unrun (protocol.md, "Closing").
+                            if out.frames.is_closed() {
                                 metrics::counter!("weir_node_requests_dropped_total").increment(1);
                                 return;
                             }
-                            let response = dispatch(&shared, frame.message).await;
-                            send(&frames, frame.request_id, response, &limits).await;
-                            drop(reserved);
+                            let answer = dispatch(&shared, frame.message, &out).await;
+                            drop(charge);
+                            if let Answer::Respond(response, charge) = answer {
+                                send(&out, frame.request_id, response, charge, &limits).await;
+                            }
                             drop(permit);
                         });
                     }
                     Err(_) => {
+                        drop(charge);
                         let response = Response::error(
                             ErrorCode::TooManyInFlight,
                             format!(
@@ -372,7 +455,7 @@ async fn serve_requests(
                                 config.in_flight_max
                             ),
                         );
-                        send(frames, frame.request_id, response, &limits).await;
+                        send(out, frame.request_id, response, None, &limits).await;
                     }
                 }
                 while requests.try_join_next().is_some() {}
@@ -380,7 +463,14 @@ async fn serve_requests(
             ReadOutcome::Invalid(error) => {
                 tracing::info!(%peer, %error, "a malformed frame");
                 let response = Response::error(error.code(), error.to_string());
-                send(frames, error.request_id().unwrap_or(0), response, &limits).await;
+                send(
+                    out,
+                    error.request_id().unwrap_or(0),
+                    response,
+                    None,
+                    &limits,
+                )
+                .await;
                 if error.closes_connection() {
                     break;
                 }
@@ -391,9 +481,10 @@ async fn serve_requests(
             }
             ReadOutcome::Idle => {
                 send(
-                    frames,
+                    out,
                     0,
                     Response::error(ErrorCode::Timeout, "idle for too long"),
+                    None,
                     &limits,
                 )
                 .await;
@@ -401,9 +492,10 @@ async fn serve_requests(
             }
             ReadOutcome::Incomplete => {
                 send(
-                    frames,
+                    out,
                     0,
                     Response::error(ErrorCode::Timeout, "a frame did not arrive whole in time"),
+                    None,
                     &limits,
                 )
                 .await;
@@ -418,24 +510,6 @@ async fn serve_requests(
     }
     // Finish what is in flight (its responses are still written), then close.
     while requests.join_next().await.is_some() {}
-}
-
-/// The response bytes one connection may have in the making at once (KiB): one of the
-/// largest frames (so any single request fits, and a client pipelining reads of ordinary size
-/// still has dozens in flight).
-fn response_budget_kib(frame_bytes_max: u32) -> u32 {
-    (u64::from(frame_bytes_max) / 1024).clamp(64, u64::from(u32::MAX >> 4)) as u32
-}
-
-/// What a request reserves of its connection's response budget (KiB): the byte limit it asked
-/// for if it answers with events (capped by the largest frame); nothing otherwise.
-fn response_kib(request: &Request, frame_bytes_max: u32) -> u32 {
-    let bytes = match request {
-        Request::Read(read) => u64::from(read.max_bytes),
-        Request::Fetch(fetch) => fetch.settings.batch_bytes_max,
-        _ => return 0,
-    };
-    (bytes.min(u64::from(frame_bytes_max)) / 1024).max(4) as u32
 }
 
 #[cfg(test)]

@@ -416,6 +416,21 @@ async fn raw_bytes_are_answered_as_specified_and_the_node_keeps_serving() {
     );
     assert!(closed(&mut stream).await);
 
+    // A frame longer than 4 KiB before the handshake (a Hello is far smaller): refused from its
+    // header, though within the node's frame_bytes_max, so that a peer without the token never
+    // has more than 4 KiB charged to the node's buffers.
+    let mut stream = TcpStream::connect(node.address).await.unwrap();
+    let mut long_hello = hello(Some("sesame"));
+    if let Request::Hello(hello) = &mut long_hello {
+        hello.client_name = "x".repeat(5000);
+    }
+    let long_hello = frame(1, &long_hello);
+    let (id, response) = exchange(&mut stream, &long_hello[..weir_proto::FRAME_HEADER_LEN])
+        .await
+        .unwrap();
+    assert_eq!((id, code(&response)), (0, Some(ErrorCode::FrameTooLarge)));
+    assert!(closed(&mut stream).await);
+
     // A wrong token, and none.
     for token in [Some("open"), None] {
         let mut stream = TcpStream::connect(node.address).await.unwrap();

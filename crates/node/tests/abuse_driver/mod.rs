@@ -16,7 +16,7 @@
 //! | `idle` | connect and send nothing; handshake and send nothing | `timeout` (id 0), close at the handshake / idle timeout, not before |
 //! | `slow_frames` | 1,000 connections sending one byte per second (a `Hello`, or a request after the handshake) | `timeout` (id 0), close at the handshake / frame deadline |
 //! | `connection_flood` | fill the node to its connection cap, then connect many more at once | each extra one gets `too_many_connections` (id 0) and is closed at once; the cap frees up after |
-//! | `never_reading` | pipeline large `Read`s and never read a response | bounded output buffers, then the connection is closed by the write timeout |
+//! | `never_reading_<n>` | `n` connections (4, 16, 64) pipeline large `Read`s and never read a response | bounded buffers (the node's RSS under 256 MiB), then the connection is closed by the write timeout |
 //!
 //! After every scenario the node's connection count must come back down to the good client's
 //! connections (no handler leaks). Every attempt is either as expected or a failure with a
@@ -49,8 +49,13 @@ const DROPPED_COUNTER: &str = "weir_node_requests_dropped_total";
 
 /// The node's token.
 pub const TOKEN: &str = "abuse-token";
-/// The node's `frame_bytes_max` (small, so that "bounded" is a small number).
-pub const FRAME_BYTES_MAX: u32 = 1 << 20;
+/// The node's `frame_bytes_max`: its default. (The issue-8 runs used 1 MiB, so that "bounded"
+/// was a small number; but the buffers a never-reading client could make the node hold grew
+/// with it, and issue 16 measured 40 MiB per never-reading client at the default.) The node's
+/// buffer limits (`connection_buffer_bytes_max`, `node_buffer_bytes_max`) are its defaults.
+pub const FRAME_BYTES_MAX: u32 = weir_proto::FRAME_BYTES_DEFAULT;
+/// The node's peak RSS must stay under this with any number of never-reading clients (issue 16).
+pub const NEVER_READING_RSS_PEAK_MIB_MAX: f64 = 256.0;
 /// The node's per-frame read deadline.
 pub const FRAME_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// The node's idle timeout.
@@ -90,8 +95,9 @@ pub struct Settings {
     pub slow: usize,
     /// Connections past the cap.
     pub flood: usize,
-    /// Connections that never read their responses.
-    pub never_reading: usize,
+    /// Connections that never read their responses: one scenario per entry
+    /// (`never_reading_<count>`), in order.
+    pub never_reading: Vec<usize>,
 }
 
 impl Settings {
@@ -105,7 +111,7 @@ impl Settings {
             idle: 200,
             slow: 1_000,
             flood: 500,
-            never_reading: 4,
+            never_reading: vec![4, 16, 64],
         }
     }
 }
@@ -113,8 +119,8 @@ impl Settings {
 /// What one scenario did.
 #[derive(Debug, Clone, Default)]
 pub struct Scenario {
-    /// Its name (see the module's table).
-    pub name: &'static str,
+    /// Its name (see the module's table; `never_reading_<count>` for never-reading clients).
+    pub name: String,
     /// Abusive connections made.
     pub attempted: usize,
     /// Those the node treated exactly as specified.
@@ -133,7 +139,8 @@ pub struct Scenario {
     pub rss_before_mib: f64,
     /// The node's highest RSS sampled during the scenario, MiB.
     pub rss_peak_mib: f64,
-    /// The node's RSS once the scenario was over, MiB.
+    /// The node's RSS once the scenario was over (its abusers gone) and the undisturbed gap
+    /// after it had passed, MiB.
     pub rss_after_mib: f64,
     /// How much the node's peak virtual size (VmPeak) grew during the scenario, MiB.
     pub vm_peak_growth_mib: f64,
@@ -763,50 +770,54 @@ async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) ->
         producer: producer.clone(),
     };
     type Runner = fn(Context, usize) -> Attempts;
-    let scenarios: [(&'static str, usize, &'static str, Duration, Runner); 6] = [
+    let mut scenarios: Vec<(String, usize, &'static str, Duration, Runner)> = vec![
         (
-            "oversized_prefix",
+            "oversized_prefix".into(),
             settings.oversized,
             "sending the header",
             CLOSE_SLACK,
             |c, n| Box::pin(oversized(c, n)),
         ),
         (
-            "bad_handshake",
+            "bad_handshake".into(),
             settings.bad_handshakes,
             "connecting",
             CLOSE_SLACK,
             |c, n| Box::pin(bad_handshakes(c, n)),
         ),
         (
-            "idle",
+            "idle".into(),
             settings.idle,
             "connect / handshake",
             IDLE_TIMEOUT.max(HANDSHAKE_TIMEOUT) + CLOSE_SLACK,
             |c, n| Box::pin(idle(c, n)),
         ),
         (
-            "slow_frames",
+            "slow_frames".into(),
             settings.slow,
             "connect / first byte",
             FRAME_TIMEOUT.max(HANDSHAKE_TIMEOUT) + CLOSE_SLACK,
             |c, n| Box::pin(slow_frames(c, n)),
         ),
         (
-            "connection_flood",
+            "connection_flood".into(),
             settings.flood,
             "connecting past the cap",
             CLOSE_SLACK,
             |c, n| Box::pin(connection_flood(c, n)),
         ),
-        (
-            "never_reading",
-            settings.never_reading,
+    ];
+    for &count in &settings.never_reading {
+        scenarios.push((
+            format!("never_reading_{count}"),
+            count,
             "the first request",
             WRITE_TIMEOUT + CLOSE_SLACK + Duration::from_secs(2),
             |c, n| Box::pin(never_reading(c, n)),
-        ),
-    ];
+        ));
+    }
+    // A scenario with no connections is not run (an experiment's selection).
+    scenarios.retain(|scenario| scenario.1 > 0);
     for (index, (name, count, close_from, close_bound, runner)) in scenarios.into_iter().enumerate()
     {
         let rss_before_mib = proc_status_mib(pid, "VmRSS");
@@ -822,7 +833,7 @@ async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) ->
             phase_started.elapsed().as_secs_f64()
         );
         let mut scenario = Scenario {
-            name,
+            name: name.clone(),
             attempted: outcomes.len(),
             close_from,
             close_bound,
@@ -868,7 +879,6 @@ async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) ->
         scenario.settle = settle_started.elapsed();
         scenario.rss_before_mib = rss_before_mib;
         scenario.rss_peak_mib = sampler.peak_mib();
-        scenario.rss_after_mib = proc_status_mib(pid, "VmRSS");
         scenario.vm_peak_growth_mib = proc_status_mib(pid, "VmPeak") - vm_peak_before;
         scenario.produce_p99_ms = Good::samples(&good.produce, |phase| phase == index + 1).p99_ms;
         match (
@@ -879,9 +889,10 @@ async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) ->
             (Err(error), _) | (_, Err(error)) => scenario.failures.push(error),
         }
         scenario.failures.truncate(5);
-        report.scenarios.push(scenario);
         good.phase.store(0, Ordering::Relaxed);
         tokio::time::sleep(settings.gap).await;
+        scenario.rss_after_mib = proc_status_mib(pid, "VmRSS");
+        report.scenarios.push(scenario);
     }
 
     good.stopping.store(true, Ordering::Relaxed);
@@ -1311,8 +1322,8 @@ async fn connection_flood(context: Context, count: usize) -> Vec<Attempt> {
 }
 
 /// Clients that pipeline `Read`s of 512 KiB as fast as the node takes them and never read a
-/// response: the node must stop reading them (its output buffer is bounded), then close them
-/// once a write has waited the write timeout.
+/// response: the node must stop reading them (their buffers are bounded, and so are all
+/// connections' together), then close them once a write has waited the write timeout.
 async fn never_reading(context: Context, count: usize) -> Vec<Attempt> {
     let address = context.address;
     attempts(count, count.max(1), move |_| async move {
