@@ -284,10 +284,7 @@ impl ConnectionBuffers {
                 charge.pooled = bytes;
             }
         }
-        self.node
-            .charged
-            .fetch_add(charge.bytes(), Ordering::Relaxed);
-        charge.check();
+        self.charged(&charge);
         charge
     }
 
@@ -301,11 +298,15 @@ impl ConnectionBuffers {
             Err(_) if self.node.pool.try_take(&self.pooled, bytes) => charge.pooled = bytes,
             Err(_) => return None,
         }
+        self.charged(&charge);
+        Some(charge)
+    }
+
+    fn charged(&self, charge: &Charge) {
+        charge.check();
         self.node
             .charged
             .fetch_add(charge.bytes(), Ordering::Relaxed);
-        charge.check();
-        Some(charge)
     }
 
     fn empty(&self, limit: OwnedSemaphorePermit) -> Charge {

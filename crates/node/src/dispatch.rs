@@ -24,6 +24,7 @@ use weir_store::{
 
 use crate::buffers::{Charge, NodeBuffers};
 use crate::config::NodeConfig;
+use crate::memory::Trimmer;
 use crate::server::Out;
 
 /// State shared by every connection.
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub config: NodeConfig,
     /// The buffer budget of every connection (`buffers.rs`).
     pub buffers: Arc<NodeBuffers>,
+    /// Gives memory back to the OS after connections with large buffers go (`memory.rs`).
+    pub trimmer: Arc<Trimmer>,
     consumers: Mutex<HashMap<(String, String), (Consumer, proto::ConsumerSettings)>>,
     pub started_ms: u64,
     pub connections: AtomicU32,
@@ -46,6 +49,7 @@ impl Shared {
         Shared {
             store,
             buffers: NodeBuffers::new(&config),
+            trimmer: Arc::default(),
             config,
             consumers: Mutex::new(HashMap::new()),
             started_ms,

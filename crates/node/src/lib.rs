@@ -16,7 +16,9 @@ mod buffers;
 pub mod config;
 mod connection;
 mod dispatch;
+mod memory;
 mod server;
 
 pub use crate::config::{ConfigError, LogFormat, NodeConfig};
+pub use crate::memory::limit_arenas;
 pub use crate::server::run;

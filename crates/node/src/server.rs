@@ -45,6 +45,7 @@ pub async fn run(
         let stop = stop_rx.clone();
         tasks.spawn(crate::admin::serve(admin, shared, stop));
     }
+    tasks.spawn(shared.trimmer.clone().run());
     shared.ready.store(true, Ordering::SeqCst);
     let address = listener.local_addr().ok();
     tracing::info!(?address, "weir node serving");
@@ -360,6 +361,9 @@ async fn handle(
     drop(reader);
     drop(out);
     let _ = writer.await;
+    // Its buffers are freed now; the allocator is to give them back to the OS, not keep them
+    // (memory.rs).
+    shared.trimmer.request();
 }
 
 /// The answer to a `Hello`: `Welcome`, or why not.

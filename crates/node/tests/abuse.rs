@@ -11,7 +11,9 @@
 
 mod abuse_driver;
 
-use abuse_driver::{Settings, CLOSE_SLACK, NEVER_READING_RSS_PEAK_MIB_MAX, WRITE_TIMEOUT};
+use abuse_driver::{
+    Settings, AFTER_NEVER_READING, CLOSE_SLACK, NEVER_READING_RSS_PEAK_MIB_MAX, WRITE_TIMEOUT,
+};
 
 /// The file descriptors the test needs: the slow-frame and flood scenarios hold about 1,500
 /// sockets in this process (and as many in the node).
@@ -94,6 +96,16 @@ fn abusive_clients_do_not_hurt_a_well_behaved_one() {
             "{}: the node's RSS peaked at {:.1} MiB (bound {NEVER_READING_RSS_PEAK_MIB_MAX} MiB)\n{context}",
             scenario.name,
             scenario.rss_peak_mib
+        );
+        // And gives it back once they are gone (issue 16: 1.5 GiB was still held after 64 had
+        // gone): its allocator trims after connections close.
+        assert!(
+            scenario.rss_after_mib <= 2.0 * report.rss_undisturbed_mib,
+            "{}: the node's RSS was {:.1} MiB {:?} after they had gone (idle: {:.1} MiB)\n{context}",
+            scenario.name,
+            scenario.rss_after_mib,
+            AFTER_NEVER_READING,
+            report.rss_undisturbed_mib
         );
         assert!(
             scenario.close_max <= WRITE_TIMEOUT + CLOSE_SLACK * 2,

@@ -56,6 +56,9 @@ pub const TOKEN: &str = "abuse-token";
 pub const FRAME_BYTES_MAX: u32 = weir_proto::FRAME_BYTES_DEFAULT;
 /// The node's peak RSS must stay under this with any number of never-reading clients (issue 16).
 pub const NEVER_READING_RSS_PEAK_MIB_MAX: f64 = 256.0;
+/// How long after never-reading clients are gone the node's RSS is measured again (it must be
+/// back within twice the idle node's by then).
+pub const AFTER_NEVER_READING: Duration = Duration::from_secs(3);
 /// The node's per-frame read deadline.
 pub const FRAME_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// The node's idle timeout.
@@ -140,7 +143,7 @@ pub struct Scenario {
     /// The node's highest RSS sampled during the scenario, MiB.
     pub rss_peak_mib: f64,
     /// The node's RSS once the scenario was over (its abusers gone) and the undisturbed gap
-    /// after it had passed, MiB.
+    /// after it had passed (at least [`AFTER_NEVER_READING`] after never-reading clients), MiB.
     pub rss_after_mib: f64,
     /// How much the node's peak virtual size (VmPeak) grew during the scenario, MiB.
     pub vm_peak_growth_mib: f64,
@@ -890,7 +893,15 @@ async fn run_async(binary: &Path, settings: &Settings, good_runtime: &Handle) ->
         }
         scenario.failures.truncate(5);
         good.phase.store(0, Ordering::Relaxed);
-        tokio::time::sleep(settings.gap).await;
+        // Never-reading clients leave their memory to give back, which takes the node a moment
+        // (it trims its allocator after connections close, at most once a second): their RSS
+        // "after" is measured a fixed while after they are gone.
+        let after = if name.starts_with("never_reading_") {
+            settings.gap.max(AFTER_NEVER_READING)
+        } else {
+            settings.gap
+        };
+        tokio::time::sleep(after).await;
         scenario.rss_after_mib = proc_status_mib(pid, "VmRSS");
         report.scenarios.push(scenario);
     }
