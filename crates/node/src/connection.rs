@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, Notify};
 use weir_proto::{decode_frame_shared, peek_header, Frame, FrameError, FrameLimits, Request};
 
 use crate::buffers::{Charge, ConnectionBuffers};
+use crate::rate_limit::{Kind, Noise};
 
 /// Bytes read per call once a frame has started.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -168,6 +169,7 @@ pub(crate) async fn write_frames(
     mut frames: mpsc::Receiver<Outgoing>,
     write_timeout: Duration,
     failed: std::sync::Arc<Notify>,
+    noise: std::sync::Arc<Noise>,
 ) {
     while let Some(outgoing) = frames.recv().await {
         match tokio::time::timeout(write_timeout, write.write_all(&outgoing.frame)).await {
@@ -179,9 +181,13 @@ pub(crate) async fn write_frames(
                 return;
             }
             Err(_) => {
-                tracing::info!(
-                    "a client did not read its responses within the write timeout; closing"
-                );
+                crate::server::closed_for("write_timeout");
+                if let Some(note) = noise.allow(Kind::WriteTimeout) {
+                    tracing::info!(
+                        "a client did not read its responses within the write timeout; \
+                         closing{note}"
+                    );
+                }
                 failed.notify_one();
                 return;
             }

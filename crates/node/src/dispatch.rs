@@ -25,6 +25,7 @@ use weir_store::{
 use crate::buffers::{Charge, NodeBuffers};
 use crate::config::NodeConfig;
 use crate::memory::Trimmer;
+use crate::rate_limit::Noise;
 use crate::server::Out;
 
 /// State shared by every connection.
@@ -33,8 +34,10 @@ pub(crate) struct Shared {
     pub config: NodeConfig,
     /// The buffer budget of every connection (`buffers.rs`).
     pub buffers: Arc<NodeBuffers>,
-    /// Gives memory back to the OS after connections with large buffers go (`memory.rs`).
+    /// Gives memory back to the OS after connections go (`memory.rs`).
     pub trimmer: Arc<Trimmer>,
+    /// Rate limits for the log lines clients can cause at will (`rate_limit.rs`).
+    pub noise: Arc<Noise>,
     consumers: Mutex<HashMap<(String, String), (Consumer, proto::ConsumerSettings)>>,
     pub started_ms: u64,
     pub connections: AtomicU32,
@@ -50,6 +53,7 @@ impl Shared {
             store,
             buffers: NodeBuffers::new(&config),
             trimmer: Arc::default(),
+            noise: Arc::default(),
             config,
             consumers: Mutex::new(HashMap::new()),
             started_ms,

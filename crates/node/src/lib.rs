@@ -17,6 +17,7 @@ pub mod config;
 mod connection;
 mod dispatch;
 mod memory;
+mod rate_limit;
 mod server;
 
 pub use crate::config::{ConfigError, LogFormat, NodeConfig};

@@ -22,6 +22,7 @@ use crate::buffers::{Charge, ConnectionBuffers};
 use crate::config::NodeConfig;
 use crate::connection::{write_frames, FrameReader, Outgoing, ReadOutcome};
 use crate::dispatch::{dispatch, Answer, Shared};
+use crate::rate_limit::{Kind, Noise};
 
 /// Serves `store` on `listener` (and the admin HTTP endpoints on `admin`) until `shutdown`
 /// completes, then shuts down gracefully and closes the store.
@@ -41,11 +42,15 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     if let Some(admin) = admin {
+        // Installed before anything is served, so that no early count is lost (the admin task
+        // may run after the first connections).
+        crate::admin::prometheus();
         let shared = shared.clone();
         let stop = stop_rx.clone();
         tasks.spawn(crate::admin::serve(admin, shared, stop));
     }
     tasks.spawn(shared.trimmer.clone().run());
+    tasks.spawn(shared.noise.clone().report_every_window());
     shared.ready.store(true, Ordering::SeqCst);
     let address = listener.local_addr().ok();
     tracing::info!(?address, "weir node serving");
@@ -60,7 +65,9 @@ pub async fn run(
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(%error, "accept failed");
+                        if let Some(note) = shared.noise.allow(Kind::AcceptFailed) {
+                            tracing::warn!(%error, "accept failed{note}");
+                        }
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                         continue;
                     }
@@ -243,6 +250,33 @@ fn encoded_bytes_hint(response: &Response) -> usize {
     weir_proto::FRAME_HEADER_LEN + 128 + events_bytes
 }
 
+/// Why the node closes a connection on its own (besides a shutdown): the `reason` label of
+/// `weir_node_connections_closed_total`.
+pub(crate) const CLOSE_REASONS: [&str; 8] = [
+    "unauthorized",
+    "unsupported_version",
+    "handshake_required",
+    "handshake_timeout",
+    "frame_error",
+    "frame_timeout",
+    "idle_timeout",
+    "write_timeout",
+];
+
+/// Counts a connection the node closes for `reason` (one of [`CLOSE_REASONS`]).
+pub(crate) fn closed_for(reason: &'static str) {
+    debug_assert!(
+        CLOSE_REASONS.contains(&reason),
+        "an unlisted reason {reason}"
+    );
+    metrics::counter!("weir_node_connections_closed_total", "reason" => reason).increment(1);
+}
+
+/// Counts a frame refused as invalid, by the error code it is answered with.
+fn invalid_frame(error: &weir_proto::FrameError) {
+    metrics::counter!("weir_node_frames_invalid_total", "code" => error.code().name()).increment(1);
+}
+
 /// Compares two tokens in time that depends only on their lengths, not on where they differ.
 fn token_matches(expected: &str, given: &str) -> bool {
     let (a, b) = (expected.as_bytes(), given.as_bytes());
@@ -279,6 +313,7 @@ async fn handle(
         outgoing,
         config.write_timeout(),
         writer_failed.clone(),
+        shared.noise.clone(),
     ));
     let handshake_limits =
         FrameLimits::new(HANDSHAKE_FRAME_BYTES_MAX.min(config.frame_bytes_max)).unwrap_or(limits);
@@ -299,11 +334,12 @@ async fn handle(
             drop(charge);
             match frame.message {
                 Request::Hello(hello) => {
-                    let response = welcome(config, &hello, peer);
+                    let response = welcome(config, &hello, peer, &shared.noise);
                     let ok = matches!(response, Response::Welcome(_));
                     send(&out, frame.request_id, response, None, &limits).await && ok
                 }
                 _ => {
+                    closed_for("handshake_required");
                     send(
                         &out,
                         frame.request_id,
@@ -320,6 +356,8 @@ async fn handle(
             }
         }
         ReadOutcome::Invalid(error) => {
+            invalid_frame(&error);
+            closed_for("frame_error");
             let response = Response::error(error.code(), error.to_string());
             send(
                 &out,
@@ -332,6 +370,7 @@ async fn handle(
             false
         }
         ReadOutcome::Idle | ReadOutcome::Incomplete => {
+            closed_for("handshake_timeout");
             send(
                 &out,
                 0,
@@ -366,8 +405,13 @@ async fn handle(
     shared.trimmer.request();
 }
 
-/// The answer to a `Hello`: `Welcome`, or why not.
-fn welcome(config: &NodeConfig, hello: &weir_proto::Hello, peer: SocketAddr) -> Response {
+/// The answer to a `Hello`: `Welcome`, or why not (counted, and logged within the rate limit).
+fn welcome(
+    config: &NodeConfig,
+    hello: &weir_proto::Hello,
+    peer: SocketAddr,
+    noise: &Noise,
+) -> Response {
     let version_ok = (weir_proto::PROTOCOL_VERSION_MIN..=weir_proto::PROTOCOL_VERSION)
         .contains(&hello.protocol_version);
     let token_ok = match (&config.token, &hello.token) {
@@ -376,6 +420,7 @@ fn welcome(config: &NodeConfig, hello: &weir_proto::Hello, peer: SocketAddr) -> 
         (Some(_), None) => false,
     };
     if !version_ok {
+        closed_for("unsupported_version");
         Response::error(
             ErrorCode::UnsupportedVersion,
             format!(
@@ -385,7 +430,10 @@ fn welcome(config: &NodeConfig, hello: &weir_proto::Hello, peer: SocketAddr) -> 
             ),
         )
     } else if !token_ok {
-        tracing::warn!(%peer, "handshake with a wrong or missing token");
+        closed_for("unauthorized");
+        if let Some(note) = noise.allow(Kind::BadToken) {
+            tracing::warn!(%peer, "handshake with a wrong or missing token{note}");
+        }
         Response::error(ErrorCode::Unauthorized, "wrong or missing token")
     } else {
         Response::Welcome(weir_proto::Welcome {
@@ -465,7 +513,10 @@ async fn serve_requests(
                 while requests.try_join_next().is_some() {}
             }
             ReadOutcome::Invalid(error) => {
-                tracing::info!(%peer, %error, "a malformed frame");
+                invalid_frame(&error);
+                if let Some(note) = shared.noise.allow(Kind::MalformedFrame) {
+                    tracing::info!(%peer, %error, "a malformed frame{note}");
+                }
                 let response = Response::error(error.code(), error.to_string());
                 send(
                     out,
@@ -476,6 +527,7 @@ async fn serve_requests(
                 )
                 .await;
                 if error.closes_connection() {
+                    closed_for("frame_error");
                     break;
                 }
             }
@@ -484,6 +536,7 @@ async fn serve_requests(
                 // the connection is not idle, so keep waiting for the next frame.
             }
             ReadOutcome::Idle => {
+                closed_for("idle_timeout");
                 send(
                     out,
                     0,
@@ -495,6 +548,7 @@ async fn serve_requests(
                 break;
             }
             ReadOutcome::Incomplete => {
+                closed_for("frame_timeout");
                 send(
                     out,
                     0,
