@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::dispatch::Shared;
+use weir_proto::ErrorCode;
 
 /// The largest request head read.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
@@ -29,6 +30,65 @@ pub(crate) fn prometheus() -> Option<&'static PrometheusHandle> {
             }
         })
         .as_ref()
+}
+
+/// Registers every metric of the node (at 0) and describes it, so that `/metrics` lists them all
+/// from the start rather than each after its first event. Metrics labelled by request kind
+/// (`weir_node_requests_total`) appear with the first request of each kind; the store's metrics
+/// with their topics and groups.
+pub(crate) fn register_metrics() {
+    use metrics::{counter, describe_counter, describe_gauge, gauge};
+    describe_gauge!("weir_node_connections", "connections served now");
+    gauge!("weir_node_connections").increment(0.0);
+    describe_counter!(
+        "weir_node_connections_refused_total",
+        "connections refused at once because the node served connections_max"
+    );
+    counter!("weir_node_connections_refused_total").increment(0);
+    describe_counter!(
+        "weir_node_connections_closed_total",
+        "connections the node closed because of the client, by reason"
+    );
+    for reason in crate::server::CLOSE_REASONS {
+        counter!("weir_node_connections_closed_total", "reason" => reason).increment(0);
+    }
+    describe_counter!(
+        "weir_node_frames_invalid_total",
+        "frames refused as invalid, by the error code answered"
+    );
+    for code in [
+        ErrorCode::MalformedFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownRequest,
+    ] {
+        counter!("weir_node_frames_invalid_total", "code" => code.name()).increment(0);
+    }
+    describe_counter!("weir_node_requests_total", "requests read, by kind");
+    describe_counter!(
+        "weir_node_requests_dropped_total",
+        "requests dropped unrun because their connection could no longer be answered"
+    );
+    counter!("weir_node_requests_dropped_total").increment(0);
+    describe_gauge!(
+        "weir_node_buffer_bytes",
+        "bytes of request and response buffers the connections hold (node_buffer_bytes_max)"
+    );
+    gauge!("weir_node_buffer_bytes").increment(0.0);
+    describe_counter!(
+        "weir_node_buffer_waits_total",
+        "times a frame, read or answer waited for its connection to drain or for the node's buffers"
+    );
+    for level in ["connection", "node"] {
+        counter!("weir_node_buffer_waits_total", "level" => level).increment(0);
+    }
+    describe_counter!(
+        "weir_node_log_lines_suppressed_total",
+        "log lines clients caused that the rate limit counted instead of writing, by kind"
+    );
+    for kind in crate::rate_limit::Kind::LABELS {
+        counter!("weir_node_log_lines_suppressed_total", "kind" => kind).increment(0);
+    }
 }
 
 pub(crate) async fn serve(

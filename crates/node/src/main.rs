@@ -8,6 +8,7 @@
 //! `bench`, `completions`) live in `cli/`. Data goes to stdout; errors are one line on stderr
 //! (`weir: ...`) with a non-zero exit code (see [`cli::exit`]).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -68,19 +69,21 @@ enum Command {
     },
 }
 
+// Every environment variable is listed without its value (`hide_env_values`): otherwise clap
+// prints `[env: WEIR_LISTEN=]`, a dangling `=`, while the variable is unset.
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
     /// A TOML file of settings (any field of the node config; see docs/operations.md).
-    #[arg(long, env = "WEIR_CONFIG")]
+    #[arg(long, env = "WEIR_CONFIG", hide_env_values = true)]
     config: Option<PathBuf>,
     /// The data directory [default: ./weir-data].
-    #[arg(long, env = "WEIR_DATA_DIR")]
+    #[arg(long, env = "WEIR_DATA_DIR", hide_env_values = true)]
     data_dir: Option<PathBuf>,
     /// The address clients connect to [default: 127.0.0.1:7450].
-    #[arg(long, env = "WEIR_LISTEN")]
+    #[arg(long, env = "WEIR_LISTEN", hide_env_values = true)]
     listen: Option<SocketAddr>,
     /// The admin HTTP address for /metrics, /healthz, /readyz [default: 127.0.0.1:7451].
-    #[arg(long, env = "WEIR_ADMIN_LISTEN")]
+    #[arg(long, env = "WEIR_ADMIN_LISTEN", hide_env_values = true)]
     admin_listen: Option<SocketAddr>,
     /// Do not serve the admin HTTP endpoints.
     #[arg(long)]
@@ -89,30 +92,30 @@ struct ServeArgs {
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The largest frame accepted, in bytes [default: 16 MiB].
-    #[arg(long, env = "WEIR_FRAME_BYTES_MAX")]
+    #[arg(long, env = "WEIR_FRAME_BYTES_MAX", hide_env_values = true)]
     frame_bytes_max: Option<u32>,
     /// Connections served at once [default: 1024].
-    #[arg(long, env = "WEIR_CONNECTIONS_MAX")]
+    #[arg(long, env = "WEIR_CONNECTIONS_MAX", hide_env_values = true)]
     connections_max: Option<u32>,
     /// Requests in flight per connection [default: 128].
-    #[arg(long, env = "WEIR_IN_FLIGHT_MAX")]
+    #[arg(long, env = "WEIR_IN_FLIGHT_MAX", hide_env_values = true)]
     in_flight_max: Option<u32>,
     /// Bytes of request and response buffers one connection may hold; at its limit it is not
     /// read until it drains [default: 16777216 (16 MiB), at least --frame-bytes-max].
-    #[arg(long, env = "WEIR_CONNECTION_BUFFER_BYTES_MAX")]
+    #[arg(long, env = "WEIR_CONNECTION_BUFFER_BYTES_MAX", hide_env_values = true)]
     connection_buffer_bytes_max: Option<u64>,
     /// Bytes of request and response buffers all connections together may hold [default:
     /// 134217728 (128 MiB), at least twice --connection-buffer-bytes-max].
-    #[arg(long, env = "WEIR_NODE_BUFFER_BYTES_MAX")]
+    #[arg(long, env = "WEIR_NODE_BUFFER_BYTES_MAX", hide_env_values = true)]
     node_buffer_bytes_max: Option<u64>,
     /// Close connections idle this long, in ms [default: 300000].
-    #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS")]
+    #[arg(long, env = "WEIR_IDLE_TIMEOUT_MS", hide_env_values = true)]
     idle_timeout_ms: Option<u64>,
     /// A frame must arrive whole within this many ms of its first byte [default: 30000].
-    #[arg(long, env = "WEIR_FRAME_TIMEOUT_MS")]
+    #[arg(long, env = "WEIR_FRAME_TIMEOUT_MS", hide_env_values = true)]
     frame_timeout_ms: Option<u64>,
     /// Log format on stderr (the level comes from RUST_LOG, default info).
-    #[arg(long, env = "WEIR_LOG_FORMAT", value_enum)]
+    #[arg(long, env = "WEIR_LOG_FORMAT", hide_env_values = true, value_enum)]
     log_format: Option<LogFormat>,
 }
 
@@ -197,8 +200,10 @@ fn node_config(args: &ServeArgs) -> anyhow::Result<NodeConfig> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: in a file or a pipe, ANSI codes are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Pretty => builder.init(),

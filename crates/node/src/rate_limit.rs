@@ -158,7 +158,15 @@ impl Kind {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The `kind` labels of `weir_node_log_lines_suppressed_total`.
+    pub(crate) const LABELS: [&'static str; Kind::COUNT] = [
+        Kind::BadToken.label(),
+        Kind::MalformedFrame.label(),
+        Kind::WriteTimeout.label(),
+        Kind::AcceptFailed.label(),
+    ];
+
+    const fn label(self) -> &'static str {
         match self {
             Kind::BadToken => "bad_token",
             Kind::MalformedFrame => "malformed_frame",

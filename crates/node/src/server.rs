@@ -41,10 +41,23 @@ pub async fn run(
     let shared = Arc::new(Shared::new(store, config));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // The bound addresses, plainly ("127.0.0.1:7450"; port 0 resolved), both of them.
+    let address = listener
+        .local_addr()
+        .map_or_else(|error| format!("unknown ({error})"), |a| a.to_string());
+    let admin_address = admin.as_ref().map_or_else(
+        || "off".to_string(),
+        |admin| {
+            admin
+                .local_addr()
+                .map_or_else(|error| format!("unknown ({error})"), |a| a.to_string())
+        },
+    );
     if let Some(admin) = admin {
-        // Installed before anything is served, so that no early count is lost (the admin task
-        // may run after the first connections).
+        // Installed, and every metric of the node registered at 0, before anything is served:
+        // /metrics shows all of them from the start, and no early count is lost.
         crate::admin::prometheus();
+        crate::admin::register_metrics();
         let shared = shared.clone();
         let stop = stop_rx.clone();
         tasks.spawn(crate::admin::serve(admin, shared, stop));
@@ -52,8 +65,7 @@ pub async fn run(
     tasks.spawn(shared.trimmer.clone().run());
     tasks.spawn(shared.noise.clone().report_every_window());
     shared.ready.store(true, Ordering::SeqCst);
-    let address = listener.local_addr().ok();
-    tracing::info!(?address, "weir node serving");
+    tracing::info!(%address, admin = %admin_address, "weir node serving");
     let connections = Arc::new(Semaphore::new(shared.config.connections_max as usize));
     let mut handlers = JoinSet::new();
     tokio::pin!(shutdown);

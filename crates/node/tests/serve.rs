@@ -1,5 +1,7 @@
-//! `weir serve` as an operator meets it (issue 16): bad-token floods that do not flood the log
-//! (the metrics count them exactly).
+//! `weir serve` as an operator meets it (issue 16): plain log lines when stderr is not a
+//! terminal, a start-up line that names both bound addresses, every node metric on `/metrics`
+//! from the start, bad-token floods that do not flood the log (the metrics count them exactly),
+//! and `--help` without a dangling `[env: NAME=]`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -90,6 +92,12 @@ impl Serve {
     }
 }
 
+/// The value of `name=` on a log line, up to the next space.
+fn field(line: &str, name: &str) -> Option<String> {
+    let at = line.find(&format!(" {name}="))? + name.len() + 2;
+    Some(line[at..].split_whitespace().next()?.to_string())
+}
+
 fn get_metrics(admin: SocketAddr) -> String {
     let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
     stream
@@ -139,6 +147,48 @@ fn free_address() -> SocketAddr {
 }
 
 #[test]
+fn the_start_up_line_names_both_bound_addresses_in_plain_text() {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut node = Serve::start(any, any);
+    let line = node.serving_line();
+    // stderr is a file here, not a terminal: no colour codes.
+    assert!(!line.contains('\u{1b}'), "ANSI escapes in {line:?}");
+    // Both bound addresses, plainly, the ports of 127.0.0.1:0 resolved.
+    let [address, admin] = ["address", "admin"].map(|name| {
+        let value = field(&line, name).unwrap_or_else(|| panic!("no {name} on {line:?}"));
+        let bound: SocketAddr = value
+            .parse()
+            .unwrap_or_else(|error| panic!("{error}: {name}={value} on {line:?}"));
+        assert_ne!(bound.port(), 0, "{line:?}");
+        bound
+    });
+    get_metrics(admin);
+    bad_handshake(address);
+    // Nor anywhere else in the log, a warning included.
+    let log = node.log();
+    assert!(!log.contains('\u{1b}'), "ANSI escapes in the log:\n{log}");
+}
+
+#[test]
+fn every_node_metric_is_on_metrics_from_the_start() {
+    let (_node, _, admin) = Serve::start_on_free_ports();
+    let body = get_metrics(admin);
+    for series in [
+        "weir_node_connections",
+        "weir_node_connections_refused_total",
+        "weir_node_requests_dropped_total",
+        "weir_node_buffer_bytes",
+        "weir_node_connections_closed_total{reason=\"unauthorized\"}",
+        "weir_node_connections_closed_total{reason=\"write_timeout\"}",
+        "weir_node_frames_invalid_total{code=\"malformed_frame\"}",
+        "weir_node_buffer_waits_total{level=\"node\"}",
+        "weir_node_log_lines_suppressed_total{kind=\"bad_token\"}",
+    ] {
+        assert_eq!(metric(&body, series), Some(0.0), "{series} in:\n{body}");
+    }
+}
+
+#[test]
 fn bad_tokens_are_counted_exactly_and_logged_a_few_times() {
     let (node, address, admin) = Serve::start_on_free_ports();
     let attempts = 200;
@@ -171,4 +221,30 @@ fn bad_tokens_are_counted_exactly_and_logged_a_few_times() {
         Some(f64::from(attempts) - warnings as f64),
         "{body}"
     );
+}
+
+fn help(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .env_remove("WEIR_SERVER")
+        .env_remove("WEIR_LISTEN")
+        .output()
+        .expect("run weir");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8 help")
+}
+
+#[test]
+fn help_lists_environment_variables_without_a_dangling_equals_sign() {
+    let serve = help(&["serve", "--help"]);
+    assert!(serve.contains("[env: WEIR_LISTEN]"), "{serve}");
+    assert!(
+        serve.contains("[env: WEIR_NODE_BUFFER_BYTES_MAX]"),
+        "{serve}"
+    );
+    let topic = help(&["topic", "list", "--help"]);
+    assert!(topic.contains("[env: WEIR_SERVER]"), "{topic}");
+    for text in [&serve, &topic] {
+        assert!(!text.contains("=]"), "a dangling `=`:\n{text}");
+    }
 }

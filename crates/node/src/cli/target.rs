@@ -26,6 +26,8 @@ pub(crate) struct NodeArgs {
     #[arg(
         long,
         env = "WEIR_SERVER",
+        // Without it, clap prints "[env: WEIR_SERVER=]" while the variable is unset.
+        hide_env_values = true,
         default_value = "127.0.0.1:7450",
         value_name = "HOST:PORT"
     )]
