@@ -10,7 +10,7 @@
 //! `malloc_trim` walks every arena and gives back each free page. What it cannot give back is a
 //! page with anything alive on it, and the more arenas, the more such pages: with glibc's 8 per
 //! core, 64 never-reading clients left the node at 2.6× its idle RSS after a trim, with 2 per core
-//! at 1.5× (and its peak 15% lower). So the node also caps the arenas at [`ARENAS_PER_CORE`] per
+//! at 1.5× (and its peak 15% lower). So the node also caps the arenas at `ARENAS_PER_CORE` per
 //! core, before it starts its threads ([`limit_arenas`]).
 //!
 //! Every connection asks for a trim when it closes; one trim runs [`TRIM_DELAY`] after the first
@@ -55,7 +55,7 @@ impl Trimmer {
 /// glibc's arenas per core in the node (its default is 8).
 const ARENAS_PER_CORE: usize = 2;
 
-/// Caps glibc's arenas at [`ARENAS_PER_CORE`] per core: to be called before the process starts
+/// Caps glibc's arenas at 2 per core (`ARENAS_PER_CORE`): to be called before the process starts
 /// its threads (an arena is made for a thread that finds the others busy). Elsewhere than
 /// glibc, nothing to do.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
