@@ -356,7 +356,9 @@ async fn produce_latency(dir: &std::path::Path, batches: usize) -> (f64, f64, f6
 /// Peak RSS (MiB) of a `weir serve` process serving 64 connections that produce and consume,
 /// and its RSS when idle. Needs the release binary: `cargo build --release -p weir-node`.
 async fn rss_64_connections(dir: &std::path::Path, duration: Duration) -> Option<(f64, f64)> {
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/weir");
+    // Next to this harness's own executable: the same target directory, wherever that is
+    // (`CARGO_TARGET_DIR`), not necessarily the workspace's `target/`.
+    let binary = std::env::current_exe().ok()?.parent()?.join("weir");
     if !binary.exists() {
         eprintln!("node_rss_64_connections: build the node first (cargo build --release -p weir-node); skipped");
         return None;
