@@ -13,17 +13,21 @@
 //! - for the node, `node_buffer_bytes_max`: half of it is the *floors*, one per connection slot
 //!   (`node_buffer_bytes_max / (2 × connections_max)` each), the other half the *shared pool*.
 //!   A charge is taken from its connection's floor if it fits in what the floor has left, else
-//!   from the pool. So a client whose buffers are small (a producer's frames, an ack, a
-//!   consumer's batch of a few KiB) is never held up by other connections that filled the pool,
-//!   and the node as a whole never holds more than `node_buffer_bytes_max`.
+//!   from the pool, which is shared out ([`Pool`]): a connection takes from it while it holds
+//!   none of it, or within its share. So a client whose buffers are small (a producer's frames,
+//!   an ack, a consumer's batch of a few KiB) is never held up by other connections that filled
+//!   the pool, a few clients that never read cannot take the pool from the others, and the node
+//!   as a whole never holds more than `node_buffer_bytes_max`.
 //!
 //! Invariants: a connection's charges never exceed its limit, and the floors plus the pool never
-//! exceed the node's; a charge is never waited for while holding another charge that could be
-//! what it waits for (requests drop their frame's charge before charging their answer, and an
-//! answer that turns out larger than its charge grows only if the bytes are free at once), so
-//! waiting cannot deadlock. Waiting is first come, first served at each level (tokio's
-//! semaphores). What is not counted: a connection's first read buffer (4 KiB until a header is
-//! complete), and the log's own read buffers while a read runs (`dispatch.rs`).
+//! exceed the node's (asserted). Waiting cannot deadlock: a task waits at its connection's limit
+//! holding no bytes (first come, first served: a tokio semaphore), and at the pool holding only
+//! bytes of its connection's limit, which no holder of pool bytes waits for; holders of pool
+//! bytes give them back without waiting for more (requests drop their frame's charge before
+//! charging their answer, an answer that turns out larger than its charge grows only if the
+//! bytes are free at once, and a written or dropped frame returns its charge). What is not
+//! counted: a connection's first read buffer (4 KiB until a header is complete), and the log's
+//! own read buffers while a read runs (`dispatch.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
