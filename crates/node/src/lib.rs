@@ -8,7 +8,10 @@
 //! in completion order with their request ids); framing (`connection.rs`) is apart from
 //! request semantics (`dispatch.rs`). Every limit of design.md is enforced: frame size before
 //! allocation, per-frame deadline, idle timeout, connection cap, in-flight cap, write deadline,
-//! token compared in constant time.
+//! token compared in constant time; and the bytes of request and response buffers, per
+//! connection and for the node (`buffers.rs`). Memory freed when connections go is given back
+//! to the OS (`memory.rs`), and the log lines clients can cause at will are rate-limited
+//! (`rate_limit.rs`).
 #![deny(missing_docs)]
 
 mod admin;
