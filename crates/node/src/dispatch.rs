@@ -557,21 +557,7 @@ fn read_answer_events(batch: &weir_log::ReadBatch, answer_bytes: usize) -> proto
     };
     let frame_bytes: usize = frames.iter().map(|f| f.bytes.len()).sum();
     if frame_bytes + ANSWER_OVERHEAD_BYTES > answer_bytes {
-        return proto::Events::Decoded(
-            batch
-                .iter()
-                .map(|event| proto::Event {
-                    offset: event.offset,
-                    timestamp_ms: event.timestamp_ms,
-                    key: event.key.map(<[u8]>::to_vec),
-                    headers: event
-                        .headers()
-                        .map(|h| (h.name.to_string(), h.value.to_vec()))
-                        .collect(),
-                    value: event.value.to_vec(),
-                })
-                .collect(),
-        );
+        return proto::Events::Decoded(batch.iter().map(|event| decoded_event(&event)).collect());
     }
     let mut bytes = Vec::with_capacity(frame_bytes);
     for frame in frames {
@@ -601,21 +587,21 @@ fn batch_events(events: &weir_batch::BatchEvents) -> proto::Events {
             count: count as u32,
         });
     }
-    proto::Events::Decoded(
-        events
-            .iter()
-            .map(|event| proto::Event {
-                offset: event.offset,
-                timestamp_ms: event.timestamp_ms,
-                key: event.key.map(<[u8]>::to_vec),
-                headers: event
-                    .headers()
-                    .map(|h| (h.name.to_string(), h.value.to_vec()))
-                    .collect(),
-                value: event.value.to_vec(),
-            })
+    proto::Events::Decoded(events.iter().map(|event| decoded_event(&event)).collect())
+}
+
+/// One event as the protocol's decoded form (its bytes copied out of the log's buffers).
+fn decoded_event(event: &weir_log::EventView<'_>) -> proto::Event {
+    proto::Event {
+        offset: event.offset,
+        timestamp_ms: event.timestamp_ms,
+        key: event.key.map(<[u8]>::to_vec),
+        headers: event
+            .headers()
+            .map(|h| (h.name.to_string(), h.value.to_vec()))
             .collect(),
-    )
+        value: event.value.to_vec(),
+    }
 }
 
 fn consumer_config(settings: &proto::ConsumerSettings) -> ConsumerConfig {
